@@ -1,0 +1,90 @@
+"""The `ops` command line: click groups only; each command calls one library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ops.config import load_settings
+from ops.errors import OpsError
+
+project_dir_option = click.option(
+    "--project-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    envvar="OPS_PROJECT_DIR",
+    show_default=True,
+    help="The stack's project directory (holds docker-compose.vps.yml and vps.env).",
+)
+
+
+def _emit(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+class OpsGroup(click.Group):
+    """Turn OpsError into one clear line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OpsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=OpsGroup)
+@click.version_option(package_name="aistack-ops")
+def main() -> None:
+    """Provision, check and operate the self-hosted AI stack."""
+
+
+@main.command()
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--rule", "rules", multiple=True, help="Run only this rule (repeatable).")
+def doctor(project_dir: Path, as_json: bool, rules: tuple[str, ...]) -> None:
+    """Check the stack definition without Docker; exit 1 naming each problem."""
+    from ops.doctor import run_doctor
+    from ops.output import doctor_text
+
+    report = run_doctor(load_settings(project_dir), list(rules) or None)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(doctor_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def secrets() -> None:
+    """Generate and check vps.env secrets."""
+
+
+@secrets.command("init")
+@project_dir_option
+@click.option("--dry-run", is_flag=True, help="Generate but write nothing.")
+def secrets_init(project_dir: Path, dry_run: bool) -> None:
+    """Write vps.env (mode 600) from vps.env.example with strong generated secrets; never overwrite."""
+    from ops.secrets import init_secrets
+
+    settings = load_settings(project_dir)
+    values = init_secrets(settings.env_example, settings.env_file, dry_run=dry_run)
+    verb = "would write" if dry_run else "wrote"
+    click.echo(f"{verb} {settings.env_file} (mode 600) with {len(values)} generated secrets")
+    click.echo("next: set the domains, ACME_EMAIL and your provider keys in it, then run `ops doctor`")
+
+
+@main.command()
+@project_dir_option
+@click.option("--keep-running", is_flag=True, help="After the requests, keep the stack up until Ctrl-C.")
+def demo(project_dir: Path, keep_running: bool) -> None:
+    """Local mode: real LiteLLM, Postgres and Redis with a mock provider; no keys, no Docker."""
+    from ops.local.demo import run_demo
+
+    settings = load_settings(project_dir)
+    run_demo(settings, keep_running=keep_running, echo=click.echo)

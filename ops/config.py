@@ -1,0 +1,110 @@
+"""One typed Settings object built from the project directory, vps.env and its example.
+
+Everything below the CLI takes a Settings; nothing else reads environment
+variables or guesses paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.envfile import read_env_file
+from ops.errors import ConfigError
+from ops.secrets import secret_problems
+
+COMPOSE_FILE = "docker-compose.vps.yml"
+LITELLM_CONFIG = "litellm-config.yaml"
+CADDYFILE = "Caddyfile"
+ENV_FILE = "vps.env"
+ENV_EXAMPLE = "vps.env.example"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project's files and variables, validated once."""
+
+    project_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    example_env: dict[str, str] = field(default_factory=dict)
+    env_file_present: bool = False
+
+    @property
+    def compose_file(self) -> Path:
+        return self.project_dir / COMPOSE_FILE
+
+    @property
+    def litellm_config(self) -> Path:
+        return self.project_dir / LITELLM_CONFIG
+
+    @property
+    def caddyfile(self) -> Path:
+        return self.project_dir / CADDYFILE
+
+    @property
+    def env_file(self) -> Path:
+        return self.project_dir / ENV_FILE
+
+    @property
+    def env_example(self) -> Path:
+        return self.project_dir / ENV_EXAMPLE
+
+    @property
+    def effective_env(self) -> dict[str, str]:
+        """The example's values overlaid with vps.env's: what compose would see."""
+        return {**self.example_env, **self.env}
+
+    def _int(self, name: str) -> int:
+        raw = self.effective_env.get(name, "")
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a whole number of MB, got {raw!r}") from exc
+
+    @property
+    def vm_memory_mb(self) -> int:
+        return self._int("VM_MEMORY_MB")
+
+    @property
+    def reserved_mb(self) -> int:
+        """Memory kept for the OS and the Docker daemon, outside every container limit."""
+        return self._int("OS_RESERVE_MB") + self._int("DOCKER_RESERVE_MB")
+
+    @property
+    def memory_budget_mb(self) -> int:
+        return self.vm_memory_mb - self.reserved_mb
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        raw = self.effective_env.get("COMPOSE_PROFILES", "")
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+    def require_safe_secrets(self) -> None:
+        """Raise ConfigError if vps.env is missing or holds a placeholder or weak secret."""
+        if not self.env_file_present:
+            raise ConfigError(f"{self.env_file} not found; create it with `ops secrets init`")
+        problems = secret_problems(self.env)
+        if problems:
+            raise ConfigError(f"{self.env_file} is not safe to use: " + "; ".join(problems))
+
+
+def load_settings(project_dir: Path) -> Settings:
+    """Given the project directory, return its Settings.
+
+    Raise ConfigError if the directory or vps.env.example is missing, or
+    either env file is malformed.
+    """
+    project_dir = project_dir.resolve()
+    if not project_dir.is_dir():
+        raise ConfigError(f"project directory {project_dir} does not exist")
+    example = project_dir / ENV_EXAMPLE
+    if not example.is_file():
+        raise ConfigError(f"{example} not found: is {project_dir} the stack's project directory?")
+    env_path = project_dir / ENV_FILE
+    present = env_path.is_file()
+    return Settings(
+        project_dir=project_dir,
+        env=read_env_file(env_path) if present else {},
+        example_env=read_env_file(example),
+        env_file_present=present,
+    )

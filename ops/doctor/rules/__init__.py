@@ -1,0 +1,29 @@
+"""The doctor's rules, in the order they run. Add a module here to add a rule."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ops.doctor.rules import (
+    caddyfile,
+    compose_schema,
+    env_vars,
+    healthchecks,
+    images,
+    litellm_config,
+    memory,
+    ports,
+    secrets,
+)
+
+RULES: list[ModuleType] = [
+    compose_schema,
+    env_vars,
+    secrets,
+    memory,
+    ports,
+    images,
+    healthchecks,
+    litellm_config,
+    caddyfile,
+]

@@ -1,0 +1,333 @@
+"""A mock LLM provider speaking the OpenAI, Anthropic and Gemini wire formats.
+
+Local mode points LiteLLM at it so the stack runs with no API keys; the test
+fakes in ``tests/fakes`` reuse it with failure injection. It speaks:
+
+* OpenAI / OpenRouter: ``POST …/chat/completions`` (JSON or SSE with
+  ``stream: true``; a usage chunk when ``stream_options.include_usage``),
+  ``GET …/models``.
+* Anthropic: ``POST …/v1/messages`` (JSON or the SSE event sequence
+  ``message_start`` … ``message_stop``).
+* Gemini: ``POST …/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse``.
+
+What it skips: tools/function calls, images, embeddings, logprobs and real
+tokenisation (tokens are estimated as characters / 4).
+
+Each provider's behaviour (latency, forced status, hang, keys to reject) is set
+through ``POST /__mock/behaviour`` and every call is recorded for
+``GET /__mock/calls``; ``POST /__mock/reset`` clears both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+PROVIDERS = ("openai", "anthropic", "gemini", "openrouter")
+
+
+@dataclass
+class Behaviour:
+    """How one provider answers: the knobs a failure test turns."""
+
+    latency_ms: float = 0.0
+    status: int | None = None
+    hang: bool = False
+    reject_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    provider: str
+    model: str
+    stream: bool
+    api_key: str
+    at: float
+
+
+class MockState:
+    """Behaviour per provider and the log of calls received."""
+
+    def __init__(self) -> None:
+        self.behaviour: dict[str, Behaviour] = {p: Behaviour() for p in PROVIDERS}
+        self.calls: list[Call] = []
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _answer(provider: str, model: str, prompt: str) -> str:
+    excerpt = " ".join(prompt.split()[:12])
+    return f"[mock {provider} {model}] You said: {excerpt}"
+
+
+def _error_body(provider: str, status: int) -> dict[str, Any]:
+    message = {401: "Invalid API key", 429: "Rate limit exceeded"}.get(status, "Upstream error")
+    if provider == "anthropic":
+        kind = {401: "authentication_error", 429: "rate_limit_error"}.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    if provider == "gemini":
+        state = {401: "UNAUTHENTICATED", 429: "RESOURCE_EXHAUSTED"}.get(status, "INTERNAL")
+        return {"error": {"code": status, "message": message, "status": state}}
+    kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "code": str(status)}}
+
+
+def _api_key(provider: str, request: web.Request) -> str:
+    if provider == "anthropic":
+        return request.headers.get("x-api-key", "")
+    if provider == "gemini":
+        return request.query.get("key") or request.headers.get("x-goog-api-key", "")
+    auth = request.headers.get("Authorization", "")
+    return auth.removeprefix("Bearer ").strip()
+
+
+async def _gate(
+    state: MockState, provider: str, model: str, stream: bool, request: web.Request
+) -> web.Response | None:
+    """Record the call and apply the provider's behaviour; return an error response or None."""
+    key = _api_key(provider, request)
+    state.calls.append(Call(provider, model, stream, key, time.time()))
+    behaviour = state.behaviour[provider]
+    if behaviour.hang:
+        await asyncio.sleep(3600)
+    if behaviour.latency_ms:
+        await asyncio.sleep(behaviour.latency_ms / 1000)
+    status = behaviour.status
+    if status is None and (not key or key in behaviour.reject_keys):
+        status = 401
+    if status is not None:
+        return web.json_response(_error_body(provider, status), status=status)
+    return None
+
+
+async def _sse(request: web.Request, events: list[tuple[str | None, dict[str, Any] | str]]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    for name, data in events:
+        payload = data if isinstance(data, str) else json.dumps(data)
+        head = f"event: {name}\n" if name else ""
+        await response.write(f"{head}data: {payload}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+def _prompt_of_openai(body: dict[str, Any]) -> str:
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
+        parts.append(str(content or ""))
+    return "\n".join(parts)
+
+
+async def openai_chat(request: web.Request) -> web.StreamResponse:
+    state: MockState = request.app["state"]
+    provider = "openrouter" if "/api/v1/" in request.path else "openai"
+    body = await request.json()
+    model, stream = str(body.get("model", "")), bool(body.get("stream"))
+    error = await _gate(state, provider, model, stream, request)
+    if error is not None:
+        return error
+    prompt = _prompt_of_openai(body)
+    text = _answer(provider, model, prompt)
+    usage = {
+        "prompt_tokens": _estimate_tokens(prompt),
+        "completion_tokens": _estimate_tokens(text),
+        "total_tokens": _estimate_tokens(prompt) + _estimate_tokens(text),
+    }
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if not stream:
+        return web.json_response(
+            {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": usage,
+            }
+        )
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    events: list[tuple[str | None, dict[str, Any] | str]] = [(None, chunk({"role": "assistant", "content": ""}, None))]
+    events += [(None, chunk({"content": word}, None)) for word in re.findall(r"\S+\s*", text)]
+    events.append((None, chunk({}, "stop")))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append((None, {**chunk({}, None), "choices": [], "usage": usage}))
+    events.append((None, "[DONE]"))
+    return await _sse(request, events)
+
+
+async def openai_models(request: web.Request) -> web.Response:
+    names = ["gpt-4-turbo", "mock-model"]
+    return web.json_response({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "mock"} for n in names]})
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    state: MockState = request.app["state"]
+    body = await request.json()
+    model, stream = str(body.get("model", "")), bool(body.get("stream"))
+    error = await _gate(state, "anthropic", model, stream, request)
+    if error is not None:
+        return error
+    system = body.get("system") or ""
+    prompt = (system if isinstance(system, str) else "") + "\n" + _prompt_of_openai(body)
+    text = _answer("anthropic", model, prompt)
+    ident = f"msg_{uuid.uuid4().hex[:24]}"
+    in_tokens, out_tokens = _estimate_tokens(prompt), _estimate_tokens(text)
+    if not stream:
+        return web.json_response(
+            {
+                "id": ident,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens},
+            }
+        )
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": in_tokens, "output_tokens": 1},
+        },
+    }
+    events: list[tuple[str | None, dict[str, Any] | str]] = [
+        ("message_start", start),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    for word in re.findall(r"\S+\s*", text):
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
+        events.append(("content_block_delta", delta))
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": out_tokens},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return await _sse(request, events)
+
+
+async def gemini_generate(request: web.Request) -> web.StreamResponse:
+    state: MockState = request.app["state"]
+    model, method = request.match_info["model"], request.match_info["method"]
+    stream = method == "streamGenerateContent"
+    body = await request.json()
+    error = await _gate(state, "gemini", model, stream, request)
+    if error is not None:
+        return error
+    prompt = "\n".join(
+        str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", [])
+    )
+    text = _answer("gemini", model, prompt)
+    usage = {
+        "promptTokenCount": _estimate_tokens(prompt),
+        "candidatesTokenCount": _estimate_tokens(text),
+        "totalTokenCount": _estimate_tokens(prompt) + _estimate_tokens(text),
+    }
+
+    def response(piece: str, finish: str | None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+    if not stream:
+        return web.json_response(response(text, "STOP"))
+    words = re.findall(r"\S+\s*", text)
+    events: list[tuple[str | None, dict[str, Any] | str]] = [
+        (None, response(word, "STOP" if i == len(words) - 1 else None)) for i, word in enumerate(words)
+    ]
+    return await _sse(request, events)
+
+
+async def set_behaviour(request: web.Request) -> web.Response:
+    state: MockState = request.app["state"]
+    body = await request.json()
+    provider = body.pop("provider", None)
+    if provider not in PROVIDERS:
+        return web.json_response({"error": f"provider must be one of {', '.join(PROVIDERS)}"}, status=400)
+    try:
+        state.behaviour[provider] = Behaviour(**body)
+    except TypeError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(asdict(state.behaviour[provider]))
+
+
+async def get_calls(request: web.Request) -> web.Response:
+    state: MockState = request.app["state"]
+    return web.json_response([asdict(c) for c in state.calls])
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app["state"].__init__()
+    return web.json_response({"reset": True})
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def make_app() -> web.Application:
+    """Return the aiohttp application of the mock provider with a fresh state."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app["state"] = MockState()
+    for prefix in ("", "/v1", "/api/v1"):
+        app.router.add_post(f"{prefix}/chat/completions", openai_chat)
+        app.router.add_get(f"{prefix}/models", openai_models)
+    app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post(r"/{version:v1beta|v1}/models/{model}:{method:generateContent|streamGenerateContent}", gemini_generate)
+    app.router.add_post("/__mock/behaviour", set_behaviour)
+    app.router.add_get("/__mock/calls", get_calls)
+    app.router.add_post("/__mock/reset", reset)
+    app.router.add_get("/health", health)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Mock LLM provider (OpenAI, Anthropic, Gemini wire formats)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args()
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Generated secrets: what each one is, how it is made, and how a weak one is recognised.
+
+``init_secrets`` turns vps.env.example into vps.env (mode 600) with every
+secret generated; ``secret_problems`` is what ``ops doctor`` and every
+command that touches the stack use to refuse placeholder or weak secrets.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import bcrypt
+
+from ops.envfile import format_env_value, parse_env_text, write_private_file
+from ops.errors import ConfigError
+
+
+def _hex(nbytes: int) -> Callable[[], str]:
+    return lambda: secrets.token_hex(nbytes)
+
+
+def _prefixed(prefix: str) -> Callable[[], str]:
+    return lambda: prefix + secrets.token_hex(24)
+
+
+# Every secret ops generates. Minimum length is what the doctor accepts for a
+# value a user set by hand.
+GENERATED: dict[str, Callable[[], str]] = {
+    "POSTGRES_PASSWORD": _hex(24),
+    "LITELLM_DB_PASSWORD": _hex(24),
+    "N8N_DB_PASSWORD": _hex(24),
+    "LANGFUSE_DB_PASSWORD": _hex(24),
+    "REDIS_PASSWORD": _hex(24),
+    "LITELLM_MASTER_KEY": _prefixed("sk-"),  # LiteLLM requires the sk- prefix
+    "LITELLM_SALT_KEY": _prefixed("sk-"),
+    "N8N_ENCRYPTION_KEY": _hex(32),
+    "LANGFUSE_SALT": _hex(32),
+    "LANGFUSE_ENCRYPTION_KEY": _hex(32),  # Langfuse wants exactly 64 hex characters
+    "NEXTAUTH_SECRET": _hex(32),
+    "CLICKHOUSE_PASSWORD": _hex(24),
+    "QDRANT_API_KEY": _hex(24),
+    "LANGFUSE_PUBLIC_KEY": lambda: f"pk-lf-{uuid.uuid4()}",
+    "LANGFUSE_SECRET_KEY": lambda: f"sk-lf-{uuid.uuid4()}",
+    "LANGFUSE_INIT_USER_PASSWORD": lambda: secrets.token_urlsafe(18),
+    "BASIC_AUTH_PASSWORD": lambda: secrets.token_urlsafe(18),
+}
+# Derived from another secret after generation.
+DERIVED: dict[str, tuple[str, Callable[[str], str]]] = {
+    "BASIC_AUTH_HASH": ("BASIC_AUTH_PASSWORD", lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(12)).decode()),
+}
+MIN_LENGTH = 20
+
+_PLACEHOLDER = re.compile(
+    r"^$|change[-_ ]?me|changeit|placeholder|your[-_]|example|^x+$|^todo|^secret$|^password$|^test$|\.\.\.|<.*>",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Given a value from vps.env, return True if it is empty or looks like a template placeholder."""
+    return bool(_PLACEHOLDER.search(value.strip()))
+
+
+def secret_problems(env: dict[str, str]) -> list[str]:
+    """Given vps.env's variables, return one message per missing, placeholder or weak secret."""
+    problems = []
+    for name in [*GENERATED, *DERIVED]:
+        value = env.get(name)
+        if value is None:
+            problems.append(f"{name} is missing")
+        elif is_placeholder(value):
+            problems.append(f"{name} is a placeholder ({value!r}); run `ops secrets init` on a fresh vps.env")
+        elif name in GENERATED and len(value) < MIN_LENGTH:
+            problems.append(f"{name} is weak: {len(value)} characters, at least {MIN_LENGTH} needed")
+    if "LANGFUSE_ENCRYPTION_KEY" in env and not is_placeholder(env["LANGFUSE_ENCRYPTION_KEY"]):
+        if not re.fullmatch(r"[0-9a-f]{64}", env["LANGFUSE_ENCRYPTION_KEY"]):
+            problems.append("LANGFUSE_ENCRYPTION_KEY must be 64 hex characters (openssl rand -hex 32)")
+    for name in ("LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"):
+        if name in env and not is_placeholder(env[name]) and not env[name].startswith("sk-"):
+            problems.append(f"{name} must start with 'sk-' (LiteLLM rejects other keys)")
+    password, hashed = env.get("BASIC_AUTH_PASSWORD", ""), env.get("BASIC_AUTH_HASH", "")
+    if password and hashed.startswith("$2") and not bcrypt.checkpw(password.encode(), hashed.encode()):
+        problems.append("BASIC_AUTH_HASH does not match BASIC_AUTH_PASSWORD")
+    return problems
+
+
+def generate_secrets() -> dict[str, str]:
+    """Return a fresh value for every generated and derived secret."""
+    values = {name: make() for name, make in GENERATED.items()}
+    for name, (source, derive) in DERIVED.items():
+        values[name] = derive(values[source])
+    return values
+
+
+def render_env(example_text: str, values: dict[str, str]) -> str:
+    """Given vps.env.example's text and values, return it with those values filled in, comments kept."""
+    known = parse_env_text(example_text, "vps.env.example")
+    missing = sorted(set(values) - set(known))
+    if missing:
+        raise ConfigError(f"vps.env.example does not list {', '.join(missing)}")
+    lines = []
+    for line in example_text.splitlines():
+        match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=", line)
+        if match and match.group(1) in values:
+            line = f"{match.group(1)}={format_env_value(values[match.group(1)])}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def init_secrets(example: Path, target: Path, dry_run: bool = False) -> dict[str, str]:
+    """Write target (vps.env, mode 600) from example with every secret generated.
+
+    Return the generated values. Raise ConfigError if target exists (it is
+    never overwritten) or the example is unreadable or lacks a secret.
+    """
+    if target.exists():
+        raise ConfigError(f"{target} already exists; refusing to overwrite it (move it away first)")
+    try:
+        example_text = example.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {example}: {exc.strerror}") from exc
+    values = generate_secrets()
+    text = render_env(example_text, values)
+    if not dry_run:
+        write_private_file(target, text)
+    return values
