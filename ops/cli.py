@@ -84,7 +84,15 @@ def secrets_init(project_dir: Path, dry_run: bool) -> None:
 @click.option("--keep-running", is_flag=True, help="After the requests, keep the stack up until Ctrl-C.")
 def demo(project_dir: Path, keep_running: bool) -> None:
     """Local mode: real LiteLLM, Postgres and Redis with a mock provider; no keys, no Docker."""
+    import signal
+
     from ops.local.demo import run_demo
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwind and stop every child, as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, _terminate)
     settings = load_settings(project_dir)
     run_demo(settings, keep_running=keep_running, echo=click.echo)
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Local mode: the gateway for real on this machine, with no keys, no Docker and no cloud.
+
+Starts PostgreSQL (with the stack's own database init script), Redis, the
+mock provider and the real LiteLLM proxy with the project's
+litellm-config.yaml; sends one request to each model group and reports the
+answer and where it was routed; stops everything it started on exit or
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from ops.config import Settings
+from ops.errors import ConfigError, ServiceError
+from ops.local.processes import LiteLLMServer, MockProviderServer, PostgresServer, RedisServer
+
+INIT_SCRIPT = Path("postgres/init/create-databases.sh")
+APP_DATABASES = ("litellm", "n8n", "langfuse")
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One model group's answer through the gateway."""
+
+    group: str
+    status: int
+    answer: str
+    deployment: str
+    api_base: str
+    fallbacks: int
+
+
+def model_groups(config: Path) -> list[str]:
+    """Given litellm-config.yaml, return its model group names in order. Raise ConfigError if malformed."""
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        return [str(entry["model_name"]) for entry in data["model_list"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the model groups of {config}: {exc}") from exc
+
+
+def create_app_databases(project_dir: Path, postgres: PostgresServer) -> dict[str, str]:
+    """Run the stack's database init script against postgres; return each app role's generated password."""
+    passwords = {db: secrets.token_hex(16) for db in APP_DATABASES}
+    env = {**os.environ, **postgres.libpq_env(), **{f"{db.upper()}_DB_PASSWORD": pw for db, pw in passwords.items()}}
+    proc = subprocess.run(["bash", str(project_dir / INIT_SCRIPT)], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise ServiceError(f"{INIT_SCRIPT} failed: {(proc.stdout + proc.stderr).strip()[-600:]}")
+    return passwords
+
+
+def ask(gateway: LiteLLMServer, group: str, prompt: str) -> Routed:
+    """Send one chat completion for group through the gateway; return what answered it."""
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {gateway.master_key}"},
+        json={"model": group, "messages": [{"role": "user", "content": prompt}]},
+        timeout=60,
+    )
+    body = response.json()
+    if response.status_code == 200:
+        answer = body["choices"][0]["message"]["content"]
+        deployment = answer.split("]")[0].removeprefix("[mock ") if answer.startswith("[mock ") else "?"
+    else:
+        answer, deployment = str(body.get("error", {}).get("message", body))[:200], "-"
+    return Routed(
+        group=group,
+        status=response.status_code,
+        answer=answer,
+        deployment=deployment,
+        api_base=response.headers.get("x-litellm-model-api-base", "-"),
+        fallbacks=int(response.headers.get("x-litellm-attempted-fallbacks", "0") or 0),
+    )
+
+
+def run_demo(
+    settings: Settings,
+    keep_running: bool = False,
+    echo: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> list[Routed]:
+    """Start the local stack, route one request per model group, and return the answers.
+
+    With keep_running, wait (until Ctrl-C or stop is set) before stopping
+    everything. Raise ServiceError if a service does not start, ConfigError
+    if litellm-config.yaml is unreadable.
+    """
+    groups = model_groups(settings.litellm_config)
+    results: list[Routed] = []
+    with contextlib.ExitStack() as started:
+        echo("starting PostgreSQL 15 ...")
+        postgres = started.enter_context(PostgresServer())
+        create_app_databases(settings.project_dir, postgres)
+        echo(f"  127.0.0.1:{postgres.port}: databases {', '.join(APP_DATABASES)} created by {INIT_SCRIPT}")
+        echo("starting Redis 7 ...")
+        redis = started.enter_context(RedisServer())
+        echo(f"  127.0.0.1:{redis.port} (password, AOF everysec)")
+        echo("starting the mock provider (OpenAI, Anthropic and Gemini wire formats) ...")
+        mock = started.enter_context(MockProviderServer())
+        echo(f"  {mock.url}")
+        echo(f"starting LiteLLM with {settings.litellm_config.name} ...")
+        env = {
+            **mock.provider_env(),
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(redis.port),
+            "REDIS_PASSWORD": redis.password,
+        }
+        gateway = started.enter_context(LiteLLMServer(settings.litellm_config, env))
+        echo(f"  {gateway.url} (Langfuse is not part of local mode: tracing is off)")
+        echo("")
+        for group in groups:
+            routed = ask(gateway, group, f"Hello {group}, what are you?")
+            results.append(routed)
+            via = f"{routed.deployment} at {routed.api_base}"
+            if routed.fallbacks:
+                via += f" after {routed.fallbacks} fallback(s)"
+            echo(f"{group:<10} {routed.status}  -> {via}")
+            echo(f"{'':<15}{routed.answer}")
+        if keep_running:
+            echo("")
+            echo(f"gateway: {gateway.url}/v1  key: {gateway.master_key}")
+            echo("press Ctrl-C to stop everything")
+            with contextlib.suppress(KeyboardInterrupt):
+                (stop or threading.Event()).wait()
+        echo("stopping ...")
+    return results

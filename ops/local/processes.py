@@ -1,0 +1,266 @@
+"""Real local services as child processes on free loopback ports, in their own temp dirs.
+
+Local mode and the test fixtures both start PostgreSQL 15, Redis 7, the mock
+provider and the LiteLLM proxy through these classes. Each one binds
+127.0.0.1 only, requires a password, keeps its files and log in one
+directory, and is removed on ``stop``. Use them as context managers.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from ops import tools
+from ops.errors import ServiceError
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    """Poll ready() until it returns True. Raise ServiceError naming what (with the log's tail) on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+            pass
+        time.sleep(0.2)
+    raise ServiceError(f"{what} did not become ready in {timeout:.0f} s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- last lines of " + str(log) + " ---\n" + "\n".join(text)
+
+
+def http_ok(url: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
+    return lambda: httpx.get(url, headers=headers, timeout=2).status_code == 200
+
+
+class _Service:
+    """Start/stop plumbing shared by every local service."""
+
+    name = "service"
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self._own_dir = base_dir is None
+        self.dir = Path(tempfile.mkdtemp(prefix=f"aistack-{self.name}-")) if base_dir is None else base_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, stdin=subprocess.DEVNULL
+            )
+
+    def _check_alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServiceError(f"{self.name} exited with code {self.proc.returncode}{_tail(self.log)}")
+        return True
+
+    def _terminate(self, timeout: float = 15) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def halt(self) -> None:
+        """Stop the process and keep its files (a later start() reuses them)."""
+        self._terminate()
+
+    def stop(self) -> None:
+        """Stop the process and remove its directory if this object created it."""
+        self.halt()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class PostgresServer(_Service):
+    """A PostgreSQL 15 cluster with scram-sha-256 auth for superuser ``postgres``.
+
+    Durability is traded for speed (fsync off): the cluster is throwaway.
+    As root it runs as the ``postgres`` system user, as initdb requires.
+    """
+
+    name = "postgres"
+    user = "postgres"
+
+    def __init__(self, base_dir: Path | None = None) -> None:
+        super().__init__(base_dir)
+        self.data = self.dir / "data"
+        self._runas: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError as exc:
+                raise ServiceError("running as root needs the 'postgres' system user (apt-get install postgresql)") from exc
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+            self._runas = ["runuser", "-u", "postgres", "--"]
+            self._owner = (account.pw_uid, account.pw_gid)
+
+    def _bin(self, program: str) -> str:
+        path = tools.postgres_bin(program)
+        if path is None:
+            raise ServiceError(f"PostgreSQL's {program} not found (apt-get install postgresql)")
+        return path
+
+    def _run(self, argv: list[str]) -> None:
+        proc = subprocess.run([*self._runas, *argv], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise ServiceError(f"{Path(argv[0]).name} failed: {(proc.stdout + proc.stderr).strip()[-800:]}")
+
+    def start(self) -> Self:
+        if not (self.data / "PG_VERSION").exists():
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if self._runas:
+                os.chown(pwfile, *self._owner)
+            self._run([self._bin("initdb"), "-D", str(self.data), "-U", self.user, "--auth=scram-sha-256",
+                       f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions"])
+            pwfile.unlink()
+        options = (f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={self.dir} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=96MB")
+        self._run([self._bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start"])
+        return self
+
+    def halt(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run([self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    def dsn(self, database: str = "postgres", user: str | None = None, password: str | None = None) -> str:
+        return f"postgresql://{user or self.user}:{password or self.password}@{LOOPBACK}:{self.port}/{database}"
+
+    def libpq_env(self) -> dict[str, str]:
+        """The PG* variables psql and pg_dump read to reach this server as the superuser."""
+        return {"PGHOST": LOOPBACK, "PGPORT": str(self.port), "PGUSER": self.user, "PGPASSWORD": self.password}
+
+
+class RedisServer(_Service):
+    """Redis 7 with requirepass and AOF (appendfsync everysec), as on the VPS."""
+
+    name = "redis"
+
+    def start(self) -> Self:
+        server = tools.redis_server()
+        if server is None:
+            raise ServiceError("redis-server not found (apt-get install redis-server)")
+        self._spawn([server, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.dir),
+                     "--requirepass", self.password, "--appendonly", "yes", "--appendfsync", "everysec",
+                     "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no"])
+        import redis
+
+        client = redis.Redis(host=LOOPBACK, port=self.port, password=self.password, socket_timeout=2)
+        wait_until(lambda: self._check_alive() and bool(client.ping()), 30, "redis-server", self.log)
+        client.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{LOOPBACK}:{self.port}/0"
+
+
+class MockProviderServer(_Service):
+    """The mock LLM provider (ops.local.mock_provider) in its own process."""
+
+    name = "mock-provider"
+
+    def start(self) -> Self:
+        self._spawn([sys.executable, "-m", "ops.local.mock_provider", "--port", str(self.port)])
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health")(), 30, "mock provider", self.log)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def provider_env(self) -> dict[str, str]:
+        """The *_API_KEY and *_API_BASE variables that point every provider of litellm-config.yaml here."""
+        return {
+            "OPENAI_API_KEY": "mock-openai-key",
+            "OPENAI_API_BASE": f"{self.url}/v1",
+            "ANTHROPIC_API_KEY": "mock-anthropic-key",
+            "ANTHROPIC_API_BASE": self.url,
+            "GEMINI_API_KEY": "mock-gemini-key",
+            "GEMINI_API_BASE": f"{self.url}/v1beta",
+            "OPENROUTER_API_KEY": "mock-openrouter-key",
+            "OPENROUTER_API_BASE": f"{self.url}/api/v1",
+        }
+
+
+class LiteLLMServer(_Service):
+    """The real LiteLLM proxy (PyPI litellm[proxy]) with a given config and environment, one worker."""
+
+    name = "litellm"
+
+    def __init__(self, config: Path, env: dict[str, str], base_dir: Path | None = None) -> None:
+        super().__init__(base_dir)
+        self.config = config
+        self.master_key = env.get("LITELLM_MASTER_KEY") or "sk-" + secrets.token_hex(24)
+        self.env = {**env, "LITELLM_MASTER_KEY": self.master_key}
+
+    def start(self) -> Self:
+        program = Path(sys.executable).parent / "litellm"
+        if not program.exists():
+            raise ServiceError(f"{program} not found: install the project (make install)")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no network for the price map
+            "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
+            "LITELLM_TELEMETRY": "False",
+            **self.env,
+        }
+        self._spawn([str(program), "--config", str(self.config), "--host", LOOPBACK, "--port", str(self.port),
+                     "--num_workers", "1"], env)
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health/readiness")(), 120, "LiteLLM proxy", self.log)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
