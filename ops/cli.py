@@ -94,5 +94,7 @@ def demo(project_dir: Path, keep_running: bool) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     settings = load_settings(project_dir)
     run_demo(settings, keep_running=keep_running, echo=click.echo)
+
+
 if __name__ == "__main__":
     main()

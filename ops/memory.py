@@ -62,11 +62,7 @@ class MemoryReport:
 
 def total_for(rows: list[MemoryRow], profiles: tuple[str, ...]) -> int:
     """Sum the limits of long-running services enabled by profiles (one-shot jobs finish before the rest start)."""
-    return sum(
-        r.limit_mb or 0
-        for r in rows
-        if not r.one_shot and (not r.profiles or any(p in profiles for p in r.profiles))
-    )
+    return sum(r.limit_mb or 0 for r in rows if not r.one_shot and (not r.profiles or any(p in profiles for p in r.profiles)))
 
 
 def memory_report(stack: Stack, settings: Settings) -> MemoryReport:

@@ -76,9 +76,9 @@ def secret_problems(env: dict[str, str]) -> list[str]:
             problems.append(f"{name} is a placeholder ({value!r}); run `ops secrets init` on a fresh vps.env")
         elif name in GENERATED and len(value) < MIN_LENGTH:
             problems.append(f"{name} is weak: {len(value)} characters, at least {MIN_LENGTH} needed")
-    if "LANGFUSE_ENCRYPTION_KEY" in env and not is_placeholder(env["LANGFUSE_ENCRYPTION_KEY"]):
-        if not re.fullmatch(r"[0-9a-f]{64}", env["LANGFUSE_ENCRYPTION_KEY"]):
-            problems.append("LANGFUSE_ENCRYPTION_KEY must be 64 hex characters (openssl rand -hex 32)")
+    key = env.get("LANGFUSE_ENCRYPTION_KEY", "")
+    if not is_placeholder(key) and not re.fullmatch(r"[0-9a-f]{64}", key):
+        problems.append("LANGFUSE_ENCRYPTION_KEY must be 64 hex characters (openssl rand -hex 32)")
     for name in ("LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"):
         if name in env and not is_placeholder(env[name]) and not env[name].startswith("sk-"):
             problems.append(f"{name} must start with 'sk-' (LiteLLM rejects other keys)")

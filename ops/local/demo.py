@@ -54,8 +54,9 @@ def create_app_databases(project_dir: Path, postgres: PostgresServer) -> dict[st
     """Run the stack's database init script against postgres; return each app role's generated password."""
     passwords = {db: secrets.token_hex(16) for db in APP_DATABASES}
     env = {**os.environ, **postgres.libpq_env(), **{f"{db.upper()}_DB_PASSWORD": pw for db, pw in passwords.items()}}
-    proc = subprocess.run(["bash", str(project_dir / INIT_SCRIPT)], env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(project_dir / INIT_SCRIPT)], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
         raise ServiceError(f"{INIT_SCRIPT} failed: {(proc.stdout + proc.stderr).strip()[-600:]}")
     return passwords

@@ -87,14 +87,12 @@ def _api_key(provider: str, request: web.Request) -> str:
     if provider == "anthropic":
         return request.headers.get("x-api-key", "")
     if provider == "gemini":
-        return request.query.get("key") or request.headers.get("x-goog-api-key", "")
+        return str(request.query.get("key") or request.headers.get("x-goog-api-key", ""))
     auth = request.headers.get("Authorization", "")
     return auth.removeprefix("Bearer ").strip()
 
 
-async def _gate(
-    state: MockState, provider: str, model: str, stream: bool, request: web.Request
-) -> web.Response | None:
+async def _gate(state: MockState, provider: str, model: str, stream: bool, request: web.Request) -> web.Response | None:
     """Record the call and apply the provider's behaviour; return an error response or None."""
     key = _api_key(provider, request)
     state.calls.append(Call(provider, model, stream, key, time.time()))
@@ -155,9 +153,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage,
             }
         )
@@ -253,9 +249,7 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     error = await _gate(state, "gemini", model, stream, request)
     if error is not None:
         return error
-    prompt = "\n".join(
-        str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", [])
-    )
+    prompt = "\n".join(str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", []))
     text = _answer("gemini", model, prompt)
     usage = {
         "promptTokenCount": _estimate_tokens(prompt),

@@ -45,7 +45,7 @@ def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path |
         try:
             if ready():
                 return
-        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+        except Exception:
             pass
         time.sleep(0.2)
     raise ServiceError(f"{what} did not become ready in {timeout:.0f} s{_tail(log)}")
@@ -161,11 +161,25 @@ class PostgresServer(_Service):
             pwfile.write_text(self.password + "\n")
             if self._runas:
                 os.chown(pwfile, *self._owner)
-            self._run([self._bin("initdb"), "-D", str(self.data), "-U", self.user, "--auth=scram-sha-256",
-                       f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions"])
+            self._run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
+            )
             pwfile.unlink()
-        options = (f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={self.dir} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=96MB")
+        options = (
+            f"-p {self.port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={self.dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=96MB"
+        )
         self._run([self._bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start"])
         return self
 
@@ -190,9 +204,29 @@ class RedisServer(_Service):
         server = tools.redis_server()
         if server is None:
             raise ServiceError("redis-server not found (apt-get install redis-server)")
-        self._spawn([server, "--port", str(self.port), "--bind", LOOPBACK, "--dir", str(self.dir),
-                     "--requirepass", self.password, "--appendonly", "yes", "--appendfsync", "everysec",
-                     "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no"])
+        self._spawn(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                LOOPBACK,
+                "--dir",
+                str(self.dir),
+                "--requirepass",
+                self.password,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "no",
+            ]
+        )
         import redis
 
         client = redis.Redis(host=LOOPBACK, port=self.port, password=self.password, socket_timeout=2)
@@ -256,8 +290,9 @@ class LiteLLMServer(_Service):
             "LITELLM_TELEMETRY": "False",
             **self.env,
         }
-        self._spawn([str(program), "--config", str(self.config), "--host", LOOPBACK, "--port", str(self.port),
-                     "--num_workers", "1"], env)
+        self._spawn(
+            [str(program), "--config", str(self.config), "--host", LOOPBACK, "--port", str(self.port), "--num_workers", "1"], env
+        )
         wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health/readiness")(), 120, "LiteLLM proxy", self.log)
         return self
 

@@ -50,30 +50,94 @@ COMPOSE = "docker-compose.vps.yml"
 LITELLM = "litellm-config.yaml"
 BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "compose not yaml": (edit(COMPOSE, "services:\n", "services:\n  - [unclosed\n"), "compose-schema", "not valid YAML"),
-    "compose unknown top-level key": (edit(COMPOSE, "networks:\n  edge", "servics: {}\nnetworks:\n  edge"), "compose-schema", "unknown top-level key 'servics'"),
+    "compose unknown top-level key": (
+        edit(COMPOSE, "networks:\n  edge", "servics: {}\nnetworks:\n  edge"),
+        "compose-schema",
+        "unknown top-level key 'servics'",
+    ),
     "compose missing service": (edit(COMPOSE, "  qdrant:\n", "  vectors:\n"), "compose-schema", "service 'qdrant' is missing"),
-    "compose rejected by docker compose": (edit(COMPOSE, "    restart: unless-stopped\n    ports:", "    restart: unless-stopped\n    enviroment: {}\n    ports:"), "compose-schema", "docker compose config rejects"),
-    "undefined variable": (edit(COMPOSE, "GENERIC_TIMEZONE: ${TZ}", "GENERIC_TIMEZONE: ${TIMEZONE_TYPO}"), "env-vars", "TIMEZONE_TYPO is used in docker-compose.vps.yml but not listed"),
-    "litellm env not passed": (edit(COMPOSE, "      GEMINI_API_BASE: ${GEMINI_API_BASE}\n", ""), "env-vars", "GEMINI_API_BASE is read by litellm-config.yaml"),
+    "compose rejected by docker compose": (
+        edit(COMPOSE, "    restart: unless-stopped\n    ports:", "    restart: unless-stopped\n    enviroment: {}\n    ports:"),
+        "compose-schema",
+        "docker compose config rejects",
+    ),
+    "undefined variable": (
+        edit(COMPOSE, "GENERIC_TIMEZONE: ${TZ}", "GENERIC_TIMEZONE: ${TIMEZONE_TYPO}"),
+        "env-vars",
+        "TIMEZONE_TYPO is used in docker-compose.vps.yml but not listed",
+    ),
+    "litellm env not passed": (
+        edit(COMPOSE, "      GEMINI_API_BASE: ${GEMINI_API_BASE}\n", ""),
+        "env-vars",
+        "GEMINI_API_BASE is read by litellm-config.yaml",
+    ),
     "placeholder secret": (with_env("REDIS_PASSWORD=changeme"), "secrets", "REDIS_PASSWORD is a placeholder"),
     "weak secret": (with_env("POSTGRES_PASSWORD=short1"), "secrets", "POSTGRES_PASSWORD is weak"),
     "vps.env readable by others": (with_env("", mode=0o644), "secrets", "mode 644"),
     "over the memory budget": (edit(COMPOSE, "memory: 640M", "memory: 1600M"), "memory", "over the budget of 3424 MB"),
-    "service without memory limit": (edit(COMPOSE, "    deploy:\n      resources:\n        limits:\n          memory: 256M\n", ""), "memory", "'qdrant' has no memory limit"),
+    "service without memory limit": (
+        edit(COMPOSE, "    deploy:\n      resources:\n        limits:\n          memory: 256M\n", ""),
+        "memory",
+        "'qdrant' has no memory limit",
+    ),
     "bad memory size": (edit(COMPOSE, "memory: 256M", "memory: lots"), "memory", "'lots' is not a size"),
-    "port published": (edit(COMPOSE, "    networks: [data]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"pg_isready", "    ports: [\"5432:5432\"]\n    networks: [data]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"pg_isready"), "ports", "'postgres' publishes '5432:5432'"),
+    "port published": (
+        edit(
+            COMPOSE,
+            '    networks: [data]\n    healthcheck:\n      test: ["CMD-SHELL", "pg_isready',
+            '    ports: ["5432:5432"]\n    networks: [data]\n    healthcheck:\n      test: ["CMD-SHELL", "pg_isready',
+        ),
+        "ports",
+        "'postgres' publishes '5432:5432'",
+    ),
     "image latest": (edit(COMPOSE, "image: redis:7.4.5-bookworm", "image: redis:latest"), "images", "moving tag 'latest'"),
-    "image bare major": (edit(COMPOSE, "image: langfuse/langfuse:3.174.1", "image: langfuse/langfuse:3"), "images", "tag '3' is not an exact version"),
+    "image bare major": (
+        edit(COMPOSE, "image: langfuse/langfuse:3.174.1", "image: langfuse/langfuse:3"),
+        "images",
+        "tag '3' is not an exact version",
+    ),
     "image without tag": (edit(COMPOSE, "image: qdrant/qdrant:v1.15.4", "image: qdrant/qdrant"), "images", "has no tag"),
-    "no healthcheck": (edit(COMPOSE, "    healthcheck:\n      # the image has no curl", "    x-healthcheck:\n      # the image has no curl"), "healthchecks", "'qdrant' has no healthcheck"),
-    "no restart policy": (edit(COMPOSE, "    image: qdrant/qdrant:v1.15.4\n    restart: unless-stopped\n", "    image: qdrant/qdrant:v1.15.4\n"), "healthchecks", "'qdrant' has no restart policy"),
-    "no log rotation": (edit(COMPOSE, "          memory: 64M\n    logging: *logging\n", "          memory: 64M\n"), "healthchecks", "'caddy' has no log rotation"),
+    "no healthcheck": (
+        edit(COMPOSE, "    healthcheck:\n      # the image has no curl", "    x-healthcheck:\n      # the image has no curl"),
+        "healthchecks",
+        "'qdrant' has no healthcheck",
+    ),
+    "no restart policy": (
+        edit(COMPOSE, "    image: qdrant/qdrant:v1.15.4\n    restart: unless-stopped\n", "    image: qdrant/qdrant:v1.15.4\n"),
+        "healthchecks",
+        "'qdrant' has no restart policy",
+    ),
+    "no log rotation": (
+        edit(COMPOSE, "          memory: 64M\n    logging: *logging\n", "          memory: 64M\n"),
+        "healthchecks",
+        "'caddy' has no log rotation",
+    ),
     "litellm not yaml": (edit(LITELLM, "model_list:", "model_list: [\n"), "litellm-config", "not valid YAML"),
-    "model group without fallback": (edit(LITELLM, '    - gemini-2: ["claude-3", "gpt-4", "cheap"]\n', ""), "litellm-config", "'gemini-2' has no fallback"),
-    "fallback to unknown group": (edit(LITELLM, '- smart: ["claude-3", "gpt-4"]', '- smart: ["claude-4"]'), "litellm-config", "unknown model group 'claude-4'"),
-    "key written in config": (edit(LITELLM, "api_key: os.environ/OPENAI_API_KEY", "api_key: sk-live-oops"), "litellm-config", "api_key is written in the file"),
-    "master key literal": (edit(LITELLM, "master_key: os.environ/LITELLM_MASTER_KEY", "master_key: sk-1234"), "litellm-config", "master_key must come from the environment"),
-    "caddyfile invalid": (edit("Caddyfile", "reverse_proxy n8n:5678", "reverse_prxy n8n:5678"), "caddyfile", "caddy validate rejects"),
+    "model group without fallback": (
+        edit(LITELLM, '    - gemini-2: ["claude-3", "gpt-4", "cheap"]\n', ""),
+        "litellm-config",
+        "'gemini-2' has no fallback",
+    ),
+    "fallback to unknown group": (
+        edit(LITELLM, '- smart: ["claude-3", "gpt-4"]', '- smart: ["claude-4"]'),
+        "litellm-config",
+        "unknown model group 'claude-4'",
+    ),
+    "key written in config": (
+        edit(LITELLM, "api_key: os.environ/OPENAI_API_KEY", "api_key: sk-live-oops"),
+        "litellm-config",
+        "api_key is written in the file",
+    ),
+    "master key literal": (
+        edit(LITELLM, "master_key: os.environ/LITELLM_MASTER_KEY", "master_key: sk-1234"),
+        "litellm-config",
+        "master_key must come from the environment",
+    ),
+    "caddyfile invalid": (
+        edit("Caddyfile", "reverse_proxy n8n:5678", "reverse_prxy n8n:5678"),
+        "caddyfile",
+        "caddy validate rejects",
+    ),
 }
 
 
@@ -114,8 +178,22 @@ def test_broken_file_is_named(project: Path, case: str) -> None:
 def test_cli_json_reports_memory_and_exits_non_zero_on_error(project: Path) -> None:
     BROKEN["image latest"][0](project)
     proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "doctor", "--project-dir", str(project), "--json", "--rule", "images", "--rule", "memory"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ops.cli",
+            "doctor",
+            "--project-dir",
+            str(project),
+            "--json",
+            "--rule",
+            "images",
+            "--rule",
+            "memory",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
@@ -127,7 +205,9 @@ def test_cli_json_reports_memory_and_exits_non_zero_on_error(project: Path) -> N
 def test_cli_names_an_unknown_rule(project: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ops.cli", "doctor", "--project-dir", str(project), "--rule", "nope"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "unknown doctor rule(s): nope" in proc.stderr

@@ -15,7 +15,9 @@ def check(ctx: DoctorContext) -> list[Finding]:
         return [Finding(NAME, "error", f"{path.name} not found")]
     if ctx.caddy is None:
         return [Finding(NAME, "warning", "caddy not found: the Caddyfile was not validated (apt-get install caddy)")]
-    code, output = run_with_env([ctx.caddy, "validate", "--config", str(path), "--adapter", "caddyfile"], ctx.check_env, ctx.settings.project_dir)
+    code, output = run_with_env(
+        [ctx.caddy, "validate", "--config", str(path), "--adapter", "caddyfile"], ctx.check_env, ctx.settings.project_dir
+    )
     if code != 0:
         reason = next((line for line in reversed(output.splitlines()) if "Error" in line or "error" in line), output[-300:])
         return [Finding(NAME, "error", f"caddy validate rejects {path.name}: {reason.strip()}")]

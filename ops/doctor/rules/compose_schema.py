@@ -39,5 +39,7 @@ def check(ctx: DoctorContext) -> list[Finding]:
         ctx.settings.project_dir,
     )
     if code != 0:
-        findings.append(Finding(NAME, "error", f"docker compose config rejects the file: {output.splitlines()[-1] if output else code}"))
+        findings.append(
+            Finding(NAME, "error", f"docker compose config rejects the file: {output.splitlines()[-1] if output else code}")
+        )
     return findings

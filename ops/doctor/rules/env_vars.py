@@ -44,6 +44,12 @@ def check(ctx: DoctorContext) -> list[Finding]:
         elif settings.env_file_present and var not in settings.env and not has_default:
             findings.append(Finding(NAME, "error", f"{var} is used in {where} but not set in {settings.env_file.name}"))
     for var in litellm_missing(ctx):
-        findings.append(Finding(NAME, "error", f"{var} is read by {settings.litellm_config.name} (os.environ/{var}) "
-                                f"but the litellm service's environment does not set it"))
+        findings.append(
+            Finding(
+                NAME,
+                "error",
+                f"{var} is read by {settings.litellm_config.name} (os.environ/{var}) "
+                f"but the litellm service's environment does not set it",
+            )
+        )
     return findings

@@ -17,7 +17,7 @@ def _fallbacks(router: dict[str, Any]) -> dict[str, list[str]] | str:
     for entry in router.get("fallbacks") or []:
         if not isinstance(entry, dict) or len(entry) != 1:
             return f"router_settings.fallbacks entries must each be {{group: [fallbacks]}}, got {entry!r}"
-        (group, targets), = entry.items()
+        ((group, targets),) = entry.items()
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             return f"fallbacks of {group!r} must be a list of model group names"
         chains[str(group)] = targets
@@ -43,11 +43,19 @@ def check(ctx: DoctorContext) -> list[Finding]:
             continue
         groups.append(str(entry["model_name"]))
         if "/" not in str(params["model"]):
-            findings.append(Finding(NAME, "error", f"model {entry['model_name']!r}: litellm_params.model {params['model']!r} names no provider (provider/model)"))
+            findings.append(
+                Finding(
+                    NAME,
+                    "error",
+                    f"model {entry['model_name']!r}: litellm_params.model {params['model']!r} names no provider (provider/model)",
+                )
+            )
         for key in ("api_key", "api_base"):
             value = params.get(key)
             if key == "api_key" and value is not None and not str(value).startswith("os.environ/"):
-                findings.append(Finding(NAME, "error", f"model {entry['model_name']!r}: api_key is written in the file; use os.environ/NAME"))
+                findings.append(
+                    Finding(NAME, "error", f"model {entry['model_name']!r}: api_key is written in the file; use os.environ/NAME")
+                )
     chains = _fallbacks(data.get("router_settings") or {})
     if isinstance(chains, str):
         return [*findings, Finding(NAME, "error", chains)]
@@ -63,8 +71,12 @@ def check(ctx: DoctorContext) -> list[Finding]:
                 findings.append(Finding(NAME, "error", f"model group {group!r} falls back to itself"))
     master = str((data.get("general_settings") or {}).get("master_key", ""))
     if not master.startswith("os.environ/"):
-        findings.append(Finding(NAME, "error", "general_settings.master_key must come from the environment (os.environ/LITELLM_MASTER_KEY)"))
+        findings.append(
+            Finding(NAME, "error", "general_settings.master_key must come from the environment (os.environ/LITELLM_MASTER_KEY)")
+        )
     callbacks = (data.get("litellm_settings") or {}).get("success_callback") or []
     if "langfuse" not in callbacks:
-        findings.append(Finding(NAME, "warning", "litellm_settings.success_callback does not include langfuse: calls are not traced"))
+        findings.append(
+            Finding(NAME, "warning", "litellm_settings.success_callback does not include langfuse: calls are not traced")
+        )
     return findings

@@ -18,7 +18,16 @@ def check(ctx: DoctorContext) -> list[Finding]:
             continue
         for port in service.published_ports:
             if not port.startswith(("127.0.0.1:", "[::1]:", "localhost:")):
-                findings.append(Finding(NAME, "error", f"service {service.name!r} publishes {port!r}: only {PUBLIC_SERVICE} may publish ports (bind 127.0.0.1 for a tunnel)"))
+                findings.append(
+                    Finding(
+                        NAME,
+                        "error",
+                        f"service {service.name!r} publishes {port!r}: only {PUBLIC_SERVICE} may publish ports "
+                        "(bind 127.0.0.1 for a tunnel)",
+                    )
+                )
         if service.spec.get("network_mode") == "host":
-            findings.append(Finding(NAME, "error", f"service {service.name!r} uses network_mode host, which exposes every port it opens"))
+            findings.append(
+                Finding(NAME, "error", f"service {service.name!r} uses network_mode host, which exposes every port it opens")
+            )
     return findings

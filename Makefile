@@ -1,0 +1,52 @@
+# The commands a user types. `make demo` runs the stack locally with no keys;
+# `make test` installs what the tests need and runs every tier.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+SLICES := 1 2 3 4 5 6 7 8 9 10 11 12
+
+.PHONY: help install system demo doctor test lint typecheck unit integration stack bench clean $(addprefix slice-,$(SLICES))
+
+help:
+	@echo "make demo      local stack: real LiteLLM, Postgres, Redis and a mock provider (no keys)"
+	@echo "make test      lint, type-check and every test tier"
+	@echo "make doctor    check the stack definition (docker-compose.vps.yml, vps.env, ...)"
+	@echo "make install   create .venv with ops installed"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+system:
+	@bash scripts/bootstrap-system.sh
+
+demo: system install
+	$(BIN)/ops demo --keep-running
+
+doctor: install
+	$(BIN)/ops doctor
+
+lint: install
+	$(BIN)/ruff check ops tests
+	$(BIN)/ruff format --check ops tests
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: system install
+	$(BIN)/pytest tests/integration
+
+test: system install lint typecheck
+	$(BIN)/pytest tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

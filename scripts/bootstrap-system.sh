@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the system packages the tests and local mode run for real:
+# PostgreSQL 15, Redis 7, Caddy. Installs only what is missing; needs root
+# (or passwordless sudo) for apt-get, and says what to install otherwise.
+set -euo pipefail
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  echo "missing system packages: ${need[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged servers; the tests run their own on free ports.
+if command -v service >/dev/null 2>&1; then
+  "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  "${sudo[@]}" service postgresql stop >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,85 @@
+"""Local mode as a newcomer runs it: `ops demo`, real LiteLLM with the project's config and the mock provider."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ops import tools
+from ops.local.demo import model_groups
+from tests.conftest import REPO, require
+
+pytestmark = pytest.mark.integration
+
+EXPECTED = {
+    "gpt-4": "openai gpt-4-turbo",
+    "claude-3": "anthropic claude-3-5-sonnet-20241022",
+    "gemini-2": "gemini gemini-2.0-flash",
+    "cheap": "openrouter google/gemini-2.0-flash-001",
+    "smart": "openrouter anthropic/claude-3.5-sonnet",
+}
+
+
+def _ports(output: str) -> list[int]:
+    return [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", output)]
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    require(tools.postgres_bin("initdb"), "PostgreSQL 15")
+    require(tools.redis_server(), "redis-server")
+
+
+def test_demo_routes_each_model_group_to_its_provider() -> None:
+    assert set(model_groups(REPO / "litellm-config.yaml")) == set(EXPECTED)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "demo", "--project-dir", str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for group, deployment in EXPECTED.items():
+        assert re.search(
+            rf"^{re.escape(group)}\s+200\s+-> {re.escape(deployment)} at http://127\.0\.0\.1:\d+", proc.stdout, re.M
+        ), proc.stdout
+        assert f"You said: Hello {group}, what are you?" in proc.stdout
+    assert all(_closed(port) for port in _ports(proc.stdout)), "a service the demo started is still listening"
+
+
+def test_ctrl_c_stops_everything_the_demo_started() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "demo", "--keep-running", "--project-dir", str(REPO)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    output = ""
+    deadline = time.monotonic() + 300
+    while "press Ctrl-C" not in output and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        output += line
+    assert "press Ctrl-C" in output, output
+    ports = _ports(output)
+    assert len(ports) >= 4 and not any(_closed(p) for p in ports)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output + rest
+    assert "stopping" in rest
+    assert all(_closed(port) for port in ports)
