@@ -130,10 +130,10 @@ def run_demo(
             echo(f"{group:<10} {routed.status}  -> {via}")
             echo(f"{'':<15}{routed.answer}")
         if keep_running:
-            echo("")
-            echo(f"gateway: {gateway.url}/v1  key: {gateway.master_key}")
-            echo("press Ctrl-C to stop everything")
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt):  # entered first: Ctrl-C right after the prompt is a clean stop
+                echo("")
+                echo(f"gateway: {gateway.url}/v1  key: {gateway.master_key}")
+                echo("press Ctrl-C to stop everything")
                 (stop or threading.Event()).wait()
         echo("stopping ...")
     return results
