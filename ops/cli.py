@@ -96,5 +96,32 @@ def demo(project_dir: Path, keep_running: bool) -> None:
     run_demo(settings, keep_running=keep_running, echo=click.echo)
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks: figures measured side by side in one run."""
+
+
+@bench.command("memory")
+@project_dir_option
+@click.option("--requests", default=2000, show_default=True, help="Requests per load run.")
+@click.option("--concurrency", default=20, show_default=True, help="Requests in flight.")
+@click.option("--node", type=click.Path(path_type=Path, dir_okay=False), help="Node 24 binary, to measure n8n too.")
+@click.option("--n8n-dir", type=click.Path(path_type=Path, file_okay=False), help="Where n8n is npm-installed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_memory(
+    project_dir: Path, requests: int, concurrency: int, node: Path | None, n8n_dir: Path | None, as_json: bool
+) -> None:
+    """Resident memory of Postgres, Redis, Caddy, LiteLLM (and n8n): idle and under a bounded load."""
+    from ops.bench.memory import run_memory_bench
+
+    rows = run_memory_bench(load_settings(project_dir), requests, concurrency, node, n8n_dir)
+    if as_json:
+        _emit({"memory": [r.to_dict() for r in rows]})
+        return
+    click.echo(f"{'service':<10}{'idle MB':>9}{'peak MB':>9}  load")
+    for row in rows:
+        click.echo(f"{row.service:<10}{row.idle_mb:>9.0f}{row.load_mb:>9.0f}  {row.load}")
+
+
 if __name__ == "__main__":
     main()

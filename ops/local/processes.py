@@ -100,6 +100,13 @@ class _Service:
     def start(self) -> Self:
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int:
+        """The main process's id (for memory sampling). Raise ServiceError if it is not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise ServiceError(f"{self.name} is not running")
+        return self.proc.pid
+
     def halt(self) -> None:
         """Stop the process and keep its files (a later start() reuses them)."""
         self._terminate()
@@ -186,6 +193,13 @@ class PostgresServer(_Service):
     def halt(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run([self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    @property
+    def pid(self) -> int:
+        pidfile = self.data / "postmaster.pid"
+        if not pidfile.exists():
+            raise ServiceError("postgres is not running")
+        return int(pidfile.read_text().split()[0])
 
     def dsn(self, database: str = "postgres", user: str | None = None, password: str | None = None) -> str:
         return f"postgresql://{user or self.user}:{password or self.password}@{LOOPBACK}:{self.port}/{database}"
@@ -294,6 +308,85 @@ class LiteLLMServer(_Service):
             [str(program), "--config", str(self.config), "--host", LOOPBACK, "--port", str(self.port), "--num_workers", "1"], env
         )
         wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health/readiness")(), 120, "LiteLLM proxy", self.log)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+class CaddyServer(_Service):
+    """Caddy reverse-proxying one loopback port to an upstream (admin API off)."""
+
+    name = "caddy"
+
+    def __init__(self, upstream: str, base_dir: Path | None = None) -> None:
+        super().__init__(base_dir)
+        self.upstream = upstream
+
+    def start(self) -> Self:
+        program = tools.caddy()
+        if program is None:
+            raise ServiceError("caddy not found (apt-get install caddy)")
+        config = self.dir / "Caddyfile"
+        config.write_text(
+            f"{{\n\tadmin off\n\tauto_https off\n}}\n\nhttp://{LOOPBACK}:{self.port} {{\n\treverse_proxy {self.upstream}\n}}\n"
+        )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "XDG_DATA_HOME": str(self.dir),
+            "XDG_CONFIG_HOME": str(self.dir),
+        }
+        self._spawn([program, "run", "--config", str(config), "--adapter", "caddyfile"], env)
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health")(), 30, "caddy", self.log)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+class N8nServer(_Service):
+    """The real n8n (npm package, Node 24) on Postgres, with its task runner.
+
+    n8n_dir is where `npm install n8n` ran (it holds node_modules/.bin/n8n);
+    node is the Node 24 binary. The first start runs migrations (about 60 s).
+    """
+
+    name = "n8n"
+
+    def __init__(
+        self, node: Path, n8n_dir: Path, postgres: PostgresServer, db_password: str, base_dir: Path | None = None
+    ) -> None:
+        super().__init__(base_dir)
+        self.node, self.n8n_dir, self.postgres, self.db_password = node, n8n_dir, postgres, db_password
+
+    def start(self) -> Self:
+        entry = self.n8n_dir / "node_modules" / "n8n" / "bin" / "n8n"
+        if not entry.exists():
+            raise ServiceError(f"n8n is not installed in {self.n8n_dir} (scripts/install-n8n.sh)")
+        env = {
+            "PATH": f"{self.node.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(self.dir),
+            "N8N_USER_FOLDER": str(self.dir),
+            "N8N_PORT": str(self.port),
+            "N8N_LISTEN_ADDRESS": LOOPBACK,
+            "DB_TYPE": "postgresdb",
+            "DB_POSTGRESDB_HOST": LOOPBACK,
+            "DB_POSTGRESDB_PORT": str(self.postgres.port),
+            "DB_POSTGRESDB_DATABASE": "n8n",
+            "DB_POSTGRESDB_USER": "n8n",
+            "DB_POSTGRESDB_PASSWORD": self.db_password,
+            "N8N_ENCRYPTION_KEY": self.password,
+            "N8N_DIAGNOSTICS_ENABLED": "false",
+            "N8N_RUNNERS_ENABLED": "true",
+            "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+            "N8N_TEMPLATES_ENABLED": "false",
+            "NODE_OPTIONS": "--max-old-space-size=384",
+        }
+        self._spawn([str(self.node), str(entry), "start"], env)
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/healthz")(), 300, "n8n", self.log)
         return self
 
     @property

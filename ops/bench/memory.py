@@ -1,0 +1,182 @@
+"""`ops bench memory`: resident memory of the stack's services, idle and under a bounded load.
+
+Runs the real servers locally (PostgreSQL 15, Redis 7, Caddy, LiteLLM with
+the project's config against the mock provider, and n8n when installed),
+measures each process tree's RSS after it settles, then its peak while a
+load generator of a fixed size runs against it. The figures feed the memory
+budget in docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ops import tools
+from ops.bench.load import LoadResult, RssSampler, closed_loop, tree_rss_mb
+from ops.config import Settings
+from ops.errors import ServiceError
+from ops.local.demo import create_app_databases
+from ops.local.processes import (
+    CaddyServer,
+    LiteLLMServer,
+    MockProviderServer,
+    N8nServer,
+    PostgresServer,
+    RedisServer,
+)
+
+SETTLE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    service: str
+    idle_mb: float
+    load_mb: float
+    load: str
+    result: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "idle_mb": round(self.idle_mb, 1),
+            "load_peak_mb": round(self.load_mb, 1),
+            "load": self.load,
+            "result": self.result,
+        }
+
+
+def _measure(service: str, pid: Callable[[], int], load: str, run: Callable[[], Any], settle: float) -> MemoryRow:
+    time.sleep(settle)
+    idle = tree_rss_mb(pid())
+    with RssSampler(pid()) as sampler:
+        outcome = run()
+    result = outcome.to_dict() if isinstance(outcome, LoadResult) else outcome
+    return MemoryRow(service, idle, sampler.peak_mb, load, result)
+
+
+def _command(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise ServiceError(f"{Path(argv[0]).name} failed: {(proc.stdout + proc.stderr)[-400:]}")
+    return {"seconds": round(time.perf_counter() - started, 2)}
+
+
+def run_memory_bench(
+    settings: Settings,
+    requests: int = 2000,
+    concurrency: int = 20,
+    node: Path | None = None,
+    n8n_dir: Path | None = None,
+    settle: float = SETTLE_SECONDS,
+) -> list[MemoryRow]:
+    """Start each service, measure idle RSS and peak RSS under a fixed load; return one row each.
+
+    n8n is measured when node and n8n_dir are given. Raise ServiceError if a
+    service or a load tool fails.
+    """
+    rows: list[MemoryRow] = []
+    with contextlib.ExitStack() as stack:
+        postgres = stack.enter_context(PostgresServer())
+        passwords = create_app_databases(settings.project_dir, postgres)
+        pgbench = tools.postgres_bin("pgbench")
+        if pgbench is None:
+            raise ServiceError("pgbench not found (apt-get install postgresql)")
+        env = {**os.environ, **postgres.libpq_env(), "PGDATABASE": "postgres"}
+        _command([pgbench, "-i", "-q", "-s", "5"], env)
+        clients = min(concurrency, 20)
+        rows.append(
+            _measure(
+                "postgres",
+                lambda: postgres.pid,
+                f"pgbench TPC-B, {clients} clients x 200 transactions",
+                lambda: _command([pgbench, "-c", str(clients), "-j", "2", "-t", "200", "-n"], env),
+                settle,
+            )
+        )
+
+        redis = stack.enter_context(RedisServer())
+        benchmark = "redis-benchmark"
+        rows.append(
+            _measure(
+                "redis",
+                lambda: redis.pid,
+                f"redis-benchmark SET/GET/XADD, {concurrency} clients x {requests * 10} requests",
+                lambda: _command(
+                    [
+                        benchmark,
+                        "-p",
+                        str(redis.port),
+                        "-a",
+                        redis.password,
+                        "-q",
+                        "-c",
+                        str(concurrency),
+                        "-n",
+                        str(requests * 10),
+                        "-t",
+                        "set,get,xadd",
+                    ],
+                    {**os.environ, "REDISCLI_AUTH": redis.password},
+                ),
+                settle,
+            )
+        )
+
+        mock = stack.enter_context(MockProviderServer())
+        caddy = stack.enter_context(CaddyServer(mock.url.removeprefix("http://")))
+        rows.append(
+            _measure(
+                "caddy",
+                lambda: caddy.pid,
+                f"reverse proxy to the mock, {concurrency} concurrent x {requests} GET",
+                lambda: closed_loop(f"{caddy.url}/v1/models", requests, concurrency),
+                settle,
+            )
+        )
+
+        litellm_env = {
+            **mock.provider_env(),
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(redis.port),
+            "REDIS_PASSWORD": redis.password,
+        }
+        gateway = stack.enter_context(LiteLLMServer(settings.litellm_config, litellm_env))
+        body = {"model": "gpt-4", "messages": [{"role": "user", "content": "Explain the memory budget."}]}
+        rows.append(
+            _measure(
+                "litellm",
+                lambda: gateway.pid,
+                f"chat completions (gpt-4 via the mock), {concurrency} concurrent x {requests // 2}",
+                lambda: closed_loop(
+                    f"{gateway.url}/v1/chat/completions",
+                    requests // 2,
+                    concurrency,
+                    "POST",
+                    body,
+                    {"Authorization": f"Bearer {gateway.master_key}"},
+                ),
+                settle,
+            )
+        )
+
+        if node is not None and n8n_dir is not None:
+            n8n = stack.enter_context(N8nServer(node, n8n_dir, postgres, passwords["n8n"]))
+            rows.append(
+                _measure(
+                    "n8n",
+                    lambda: n8n.pid,
+                    f"/healthz/readiness (checks its database), {concurrency} concurrent x {requests}",
+                    lambda: closed_loop(f"{n8n.url}/healthz/readiness", requests, concurrency),
+                    max(settle, 20.0),  # the task runner starts after /healthz answers
+                )
+            )
+    return rows
