@@ -96,6 +96,24 @@ def demo(project_dir: Path, keep_running: bool) -> None:
     run_demo(settings, keep_running=keep_running, echo=click.echo)
 
 
+@main.command()
+@project_dir_option
+@click.argument("text", required=False)
+@click.option("--file", "text_file", type=click.File("r"), help="Read the task from a file ('-' for stdin).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"model": ..., "reason": ...}.')
+def route(project_dir: Path, text: str | None, text_file: Any, as_json: bool) -> None:
+    """Print the model group a task goes to, and why (routing-rules.yaml)."""
+    from ops.gateway.routing import route_task
+
+    if (text is None) == (text_file is None):
+        raise click.UsageError("give the task as TEXT or with --file, not both")
+    chosen = route_task(load_settings(project_dir), text if text is not None else text_file.read())
+    if as_json:
+        _emit(chosen.to_dict())
+    else:
+        click.echo(f"{chosen.model}  ({chosen.reason}; rule {chosen.rule})")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""

@@ -18,6 +18,7 @@ LITELLM_CONFIG = "litellm-config.yaml"
 CADDYFILE = "Caddyfile"
 ENV_FILE = "vps.env"
 ENV_EXAMPLE = "vps.env.example"
+ROUTING_RULES = "routing-rules.yaml"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Settings:
     @property
     def caddyfile(self) -> Path:
         return self.project_dir / CADDYFILE
+
+    @property
+    def routing_rules(self) -> Path:
+        return self.project_dir / ROUTING_RULES
 
     @property
     def env_file(self) -> Path:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
 
 from ops.config import Settings
-from ops.errors import ConfigError, ServiceError
+from ops.errors import ServiceError
+from ops.gateway.litellm_config import model_groups
 from ops.local.processes import LiteLLMServer, MockProviderServer, PostgresServer, RedisServer
 
 INIT_SCRIPT = Path("postgres/init/create-databases.sh")
@@ -39,15 +39,6 @@ class Routed:
     deployment: str
     api_base: str
     fallbacks: int
-
-
-def model_groups(config: Path) -> list[str]:
-    """Given litellm-config.yaml, return its model group names in order. Raise ConfigError if malformed."""
-    try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-        return [str(entry["model_name"]) for entry in data["model_list"]]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot read the model groups of {config}: {exc}") from exc
 
 
 def create_app_databases(project_dir: Path, postgres: PostgresServer) -> dict[str, str]:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ops import tools
-from ops.local.demo import model_groups
+from ops.gateway.litellm_config import model_groups
 from tests.conftest import REPO, require
 
 pytestmark = pytest.mark.integration
