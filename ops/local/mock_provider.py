@@ -14,7 +14,8 @@ fakes in ``tests/fakes`` reuse it with failure injection. It speaks:
 What it skips: tools/function calls, images, embeddings, logprobs and real
 tokenisation (tokens are estimated as characters / 4).
 
-Each provider's behaviour (latency, forced status, hang, keys to reject) is set
+Each provider's behaviour (latency, forced status, hang, keys to reject, reported
+completion tokens) is set
 through ``POST /__mock/behaviour`` and every call is recorded for
 ``GET /__mock/calls``; ``POST /__mock/reset`` clears both.
 """
@@ -43,6 +44,7 @@ class Behaviour:
     status: int | None = None
     hang: bool = False
     reject_keys: list[str] = field(default_factory=list)
+    completion_tokens: int | None = None  # forced usage, to spend a budget fast
 
 
 @dataclass
@@ -58,12 +60,25 @@ class MockState:
     """Behaviour per provider and the log of calls received."""
 
     def __init__(self) -> None:
-        self.behaviour: dict[str, Behaviour] = {p: Behaviour() for p in PROVIDERS}
+        self.behaviour: dict[str, Behaviour] = {}
         self.calls: list[Call] = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.behaviour = {p: Behaviour() for p in PROVIDERS}
+        self.calls = []
+
+
+STATE = web.AppKey("state", MockState)
 
 
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+def _completion_tokens(state: MockState, provider: str, text: str) -> int:
+    forced = state.behaviour[provider].completion_tokens
+    return forced if forced is not None else _estimate_tokens(text)
 
 
 def _answer(provider: str, model: str, prompt: str) -> str:
@@ -131,7 +146,7 @@ def _prompt_of_openai(body: dict[str, Any]) -> str:
 
 
 async def openai_chat(request: web.Request) -> web.StreamResponse:
-    state: MockState = request.app["state"]
+    state = request.app[STATE]
     provider = "openrouter" if "/api/v1/" in request.path else "openai"
     body = await request.json()
     model, stream = str(body.get("model", "")), bool(body.get("stream"))
@@ -140,10 +155,11 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
         return error
     prompt = _prompt_of_openai(body)
     text = _answer(provider, model, prompt)
+    out_tokens = _completion_tokens(state, provider, text)
     usage = {
         "prompt_tokens": _estimate_tokens(prompt),
-        "completion_tokens": _estimate_tokens(text),
-        "total_tokens": _estimate_tokens(prompt) + _estimate_tokens(text),
+        "completion_tokens": out_tokens,
+        "total_tokens": _estimate_tokens(prompt) + out_tokens,
     }
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not stream:
@@ -182,7 +198,7 @@ async def openai_models(request: web.Request) -> web.Response:
 
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
-    state: MockState = request.app["state"]
+    state = request.app[STATE]
     body = await request.json()
     model, stream = str(body.get("model", "")), bool(body.get("stream"))
     error = await _gate(state, "anthropic", model, stream, request)
@@ -192,7 +208,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     prompt = (system if isinstance(system, str) else "") + "\n" + _prompt_of_openai(body)
     text = _answer("anthropic", model, prompt)
     ident = f"msg_{uuid.uuid4().hex[:24]}"
-    in_tokens, out_tokens = _estimate_tokens(prompt), _estimate_tokens(text)
+    in_tokens, out_tokens = _estimate_tokens(prompt), _completion_tokens(state, "anthropic", text)
     if not stream:
         return web.json_response(
             {
@@ -242,7 +258,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
 
 
 async def gemini_generate(request: web.Request) -> web.StreamResponse:
-    state: MockState = request.app["state"]
+    state = request.app[STATE]
     model, method = request.match_info["model"], request.match_info["method"]
     stream = method == "streamGenerateContent"
     body = await request.json()
@@ -251,10 +267,11 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
         return error
     prompt = "\n".join(str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", []))
     text = _answer("gemini", model, prompt)
+    out_tokens = _completion_tokens(state, "gemini", text)
     usage = {
         "promptTokenCount": _estimate_tokens(prompt),
-        "candidatesTokenCount": _estimate_tokens(text),
-        "totalTokenCount": _estimate_tokens(prompt) + _estimate_tokens(text),
+        "candidatesTokenCount": out_tokens,
+        "totalTokenCount": _estimate_tokens(prompt) + out_tokens,
     }
 
     def response(piece: str, finish: str | None) -> dict[str, Any]:
@@ -273,7 +290,7 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
 
 
 async def set_behaviour(request: web.Request) -> web.Response:
-    state: MockState = request.app["state"]
+    state = request.app[STATE]
     body = await request.json()
     provider = body.pop("provider", None)
     if provider not in PROVIDERS:
@@ -286,12 +303,12 @@ async def set_behaviour(request: web.Request) -> web.Response:
 
 
 async def get_calls(request: web.Request) -> web.Response:
-    state: MockState = request.app["state"]
+    state = request.app[STATE]
     return web.json_response([asdict(c) for c in state.calls])
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app["state"].__init__()
+    request.app[STATE].reset()
     return web.json_response({"reset": True})
 
 
@@ -302,7 +319,7 @@ async def health(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     """Return the aiohttp application of the mock provider with a fresh state."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["state"] = MockState()
+    app[STATE] = MockState()
     for prefix in ("", "/v1", "/api/v1"):
         app.router.add_post(f"{prefix}/chat/completions", openai_chat)
         app.router.add_get(f"{prefix}/models", openai_models)

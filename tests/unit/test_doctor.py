@@ -74,7 +74,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "placeholder secret": (with_env("REDIS_PASSWORD=changeme"), "secrets", "REDIS_PASSWORD is a placeholder"),
     "weak secret": (with_env("POSTGRES_PASSWORD=short1"), "secrets", "POSTGRES_PASSWORD is weak"),
     "vps.env readable by others": (with_env("", mode=0o644), "secrets", "mode 644"),
-    "over the memory budget": (edit(COMPOSE, "memory: 640M", "memory: 1600M"), "memory", "over the budget of 3424 MB"),
+    "over the memory budget": (edit(COMPOSE, "memory: 768M", "memory: 1600M"), "memory", "over the budget of 3424 MB"),
     "service without memory limit": (
         edit(COMPOSE, "    deploy:\n      resources:\n        limits:\n          memory: 256M\n", ""),
         "memory",
@@ -132,6 +132,11 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
         edit(LITELLM, "master_key: os.environ/LITELLM_MASTER_KEY", "master_key: sk-1234"),
         "litellm-config",
         "master_key must come from the environment",
+    ),
+    "deployment without a price": (
+        edit(LITELLM, "      output_cost_per_token: 0.000015\n", "", 1),
+        "litellm-config",
+        "'claude-3' has no output_cost_per_token",
     ),
     "caddyfile invalid": (
         edit("Caddyfile", "reverse_proxy n8n:5678", "reverse_prxy n8n:5678"),
@@ -197,7 +202,7 @@ def test_cli_json_reports_memory_and_exits_non_zero_on_error(project: Path) -> N
     )
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["memory"]["total_mb"] == 3360
+    assert data["memory"]["total_mb"] == 3424
     assert data["memory"]["budget_mb"] == 3424
     assert data["findings"][0]["rule"] == "images"
 
@@ -226,4 +231,4 @@ def test_core_profile_only_counts_core_services(project: Path) -> None:
     report = run_doctor(load_settings(project), ["memory"])
     assert report.memory is not None
     assert report.memory.enabled_profiles == ()
-    assert report.memory.total_mb == 64 + 320 + 160 + 512 + 640 + 256
+    assert report.memory.total_mb == 64 + 320 + 160 + 512 + 768 + 256

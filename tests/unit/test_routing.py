@@ -94,4 +94,3 @@ def test_broken_rules_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("rules: [\n")
     with pytest.raises(ConfigError, match=re.escape("routing-rules.yaml is not valid YAML")):
         load_rules(path)
-

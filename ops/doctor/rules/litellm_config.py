@@ -9,7 +9,7 @@ import yaml
 from ops.doctor import DoctorContext, Finding
 
 NAME = "litellm-config"
-DESCRIPTION = "litellm-config.yaml valid; every model group has a fallback; keys come from the environment"
+DESCRIPTION = "litellm-config.yaml valid; every model group has a fallback and a price; keys come from the environment"
 
 
 def _fallbacks(router: dict[str, Any]) -> dict[str, list[str]] | str:
@@ -50,6 +50,15 @@ def check(ctx: DoctorContext) -> list[Finding]:
                     f"model {entry['model_name']!r}: litellm_params.model {params['model']!r} names no provider (provider/model)",
                 )
             )
+        for price in ("input_cost_per_token", "output_cost_per_token"):
+            if not isinstance(params.get(price), int | float) or params[price] < 0:
+                findings.append(
+                    Finding(
+                        NAME,
+                        "error",
+                        f"model {entry['model_name']!r} has no {price}: budgets and cost tracking would count it as $0",
+                    )
+                )
         for key in ("api_key", "api_base"):
             value = params.get(key)
             if key == "api_key" and value is not None and not str(value).startswith("os.environ/"):

@@ -1,0 +1,242 @@
+"""The real LiteLLM proxy with the shipped litellm-config.yaml, real Redis, and contract fakes.
+
+Only the API bases differ from production: they point at the mock provider
+(OpenAI, Anthropic, Gemini, OpenRouter wire formats) and the Langfuse fake.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from langfuse.api.resources.commons.types import TraceWithFullDetails
+
+from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer, free_port
+from tests.conftest import REPO
+from tests.fakes.langfuse import make_app as make_langfuse
+from tests.fakes.llm import MockControl
+from tests.fakes.server import ThreadedServer
+
+pytestmark = pytest.mark.integration
+
+GROUPS = {
+    "gpt-4": ("openai", "gpt-4-turbo"),
+    "claude-3": ("anthropic", "claude-3-5-sonnet-20241022"),
+    "gemini-2": ("gemini", "gemini-2.0-flash"),
+    "cheap": ("openrouter", "google/gemini-2.0-flash-001"),
+    "smart": ("openrouter", "anthropic/claude-3.5-sonnet"),
+}
+LANGFUSE_KEYS = ("pk-lf-test", "sk-lf-test")
+
+
+@pytest.fixture(scope="module")
+def langfuse() -> Iterator[ThreadedServer]:
+    with ThreadedServer(make_langfuse(*LANGFUSE_KEYS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_module() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+def gateway_env(mock: MockProviderServer, redis: RedisServer, langfuse_url: str) -> dict[str, str]:
+    return {
+        **mock.provider_env(),
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(redis.port),
+        "REDIS_PASSWORD": redis.password,
+        "LANGFUSE_PUBLIC_KEY": LANGFUSE_KEYS[0],
+        "LANGFUSE_SECRET_KEY": LANGFUSE_KEYS[1],
+        "LANGFUSE_HOST": langfuse_url,
+    }
+
+
+@pytest.fixture
+def control(mock_provider: MockProviderServer) -> MockControl:
+    control = MockControl(mock_provider.url)
+    control.reset()
+    return control
+
+
+@pytest.fixture
+def gateway(
+    control: MockControl, mock_provider: MockProviderServer, redis_module: RedisServer, langfuse: ThreadedServer
+) -> Iterator[LiteLLMServer]:
+    """A fresh gateway per test: cooldowns and budget spend from one test never leak into the next."""
+    import redis
+
+    redis.Redis(port=redis_module.port, password=redis_module.password).flushall()
+    env = gateway_env(mock_provider, redis_module, langfuse.url)
+    with LiteLLMServer(REPO / "litellm-config.yaml", env) as server:
+        yield server
+
+
+def chat(gateway: LiteLLMServer, model: str, key: str | None = None, **extra: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key or gateway.master_key}"}
+    body = {"model": model, "messages": [{"role": "user", "content": f"hello {model}"}], **extra}
+    return httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, json=body, timeout=60)
+
+
+def langfuse_get(langfuse: ThreadedServer, path: str) -> Any:
+    response = httpx.get(f"{langfuse.url}/api/public/{path}", auth=LANGFUSE_KEYS, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for_generations(langfuse: ThreadedServer, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [o for o in langfuse_get(langfuse, "observations")["data"] if o["type"] == "GENERATION"]
+        if len(found) >= count:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{count} generations expected in Langfuse, found {len(found)}")
+
+
+def test_models_endpoint_lists_the_plan_groups(gateway: LiteLLMServer) -> None:
+    response = httpx.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {gateway.master_key}"})
+    assert response.status_code == 200
+    assert {m["id"] for m in response.json()["data"]} == set(GROUPS)
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_model_group_answers_from_its_provider(gateway: LiteLLMServer, control: MockControl, group: str) -> None:
+    response = chat(gateway, group)
+    assert response.status_code == 200, response.text
+    provider, model = GROUPS[group]
+    assert response.json()["choices"][0]["message"]["content"].startswith(f"[mock {provider} {model}]")
+    assert [(c["provider"], c["model"]) for c in control.calls()] == [(provider, model)]
+
+
+@pytest.mark.parametrize("group", ["gpt-4", "claude-3", "gemini-2"])
+def test_streaming_answers_arrive_as_server_sent_events(gateway: LiteLLMServer, group: str) -> None:
+    headers = {"Authorization": f"Bearer {gateway.master_key}"}
+    body = {"model": group, "stream": True, "messages": [{"role": "user", "content": "stream please"}]}
+    pieces = []
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", headers=headers, json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                delta = json.loads(line[6:])["choices"][0]["delta"]
+                pieces.append(delta.get("content") or "")
+    provider, model = GROUPS[group]
+    assert "".join(pieces) == f"[mock {provider} {model}] You said: stream please"
+    assert len([p for p in pieces if p]) > 3  # really streamed, not one body
+
+
+@pytest.mark.parametrize(
+    ("failure", "behaviour"),
+    [("500", {"status": 500}), ("401 (broken key)", {"reject_keys": ["mock-openai-key"]}), ("429", {"status": 429})],
+)
+def test_gpt4_falls_back_to_claude(
+    gateway: LiteLLMServer, control: MockControl, langfuse: ThreadedServer, failure: str, behaviour: dict[str, Any]
+) -> None:
+    control.set("openai", **behaviour)
+    started = time.monotonic()
+    response = chat(gateway, "gpt-4")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"].startswith("[mock anthropic ")
+    assert int(response.headers["x-litellm-attempted-fallbacks"]) >= 1
+    assert elapsed < 5, f"fallback took {elapsed:.1f} s"  # the plan's slice-5 criterion
+    assert control.calls("openai") and control.calls("anthropic")
+
+
+def test_gpt4_falls_back_on_timeout(gateway: LiteLLMServer, control: MockControl) -> None:
+    control.set("openai", hang=True)
+    response = chat(gateway, "gpt-4", timeout=2)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"].startswith("[mock anthropic ")
+
+
+def test_whole_chain_down_gives_a_clear_error(gateway: LiteLLMServer, control: MockControl) -> None:
+    for provider in ("openai", "anthropic", "gemini", "openrouter"):
+        control.set(provider, status=500)
+    response = chat(gateway, "gpt-4")
+    assert response.status_code >= 500 or response.status_code == 429
+    assert "error" in response.json()
+
+
+def test_trace_reaches_langfuse_with_model_tokens_cost_and_latency(
+    gateway: LiteLLMServer, langfuse: ThreadedServer, control: MockControl
+) -> None:
+    before = len(wait_for_generations(langfuse, 0))
+    control.set("openai", latency_ms=100)
+    response = chat(gateway, "gpt-4")
+    assert response.status_code == 200
+    generation = wait_for_generations(langfuse, before + 1)[-1]
+    assert generation["model"] == "openai/gpt-4-turbo"
+    usage = response.json()["usage"]
+    assert (generation["promptTokens"], generation["completionTokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
+    assert generation["calculatedTotalCost"] and generation["calculatedTotalCost"] > 0
+    assert generation["latency"] >= 0.1
+    trace = TraceWithFullDetails.parse_obj(langfuse_get(langfuse, f"traces/{generation['traceId']}"))
+    assert trace.observations and trace.total_cost > 0
+
+
+def test_fallback_traces_both_attempts(gateway: LiteLLMServer, langfuse: ThreadedServer, control: MockControl) -> None:
+    before = len(wait_for_generations(langfuse, 0))
+    control.set("openai", reject_keys=["mock-openai-key"])
+    assert chat(gateway, "gpt-4").status_code == 200
+    generations = wait_for_generations(langfuse, before + 2)[before:]
+    levels = {g["model"].split("/")[-1]: g["level"] for g in generations}
+    assert levels == {"gpt-4-turbo": "ERROR", "claude-3-5-sonnet-20241022": "DEFAULT"}
+
+
+def test_langfuse_down_does_not_fail_requests(
+    control: MockControl, mock_provider: MockProviderServer, redis_module: RedisServer
+) -> None:
+    env = gateway_env(mock_provider, redis_module, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with LiteLLMServer(REPO / "litellm-config.yaml", env) as gateway:
+        for _ in range(3):
+            assert chat(gateway, "claude-3").status_code == 200
+
+
+def test_wrong_gateway_key_is_refused_without_an_upstream_call(gateway: LiteLLMServer, control: MockControl) -> None:
+    response = chat(gateway, "gpt-4", key="sk-not-the-master-key")
+    # 401 with LiteLLM's database (production); without one (here) LiteLLM answers 400 "No connected db."
+    assert response.status_code in (400, 401)
+    assert control.calls() == []
+
+
+def test_unknown_model_is_a_400_naming_the_problem(gateway: LiteLLMServer, control: MockControl) -> None:
+    response = chat(gateway, "gpt-5")
+    assert response.status_code == 400
+    assert "Invalid model name passed in model=gpt-5" in response.json()["error"]["message"]
+    assert control.calls() == []
+
+
+def test_spent_budgets_stop_requests_before_any_upstream_call(
+    tmp_path: Path, control: MockControl, mock_provider: MockProviderServer, redis_module: RedisServer
+) -> None:
+    """The shipped config with every daily provider budget cut to a cent: one call spends each."""
+    import redis
+
+    redis.Redis(port=redis_module.port, password=redis_module.password).flushall()
+    config = yaml.safe_load((REPO / "litellm-config.yaml").read_text())
+    for budget in config["router_settings"]["provider_budget_config"].values():
+        budget["budget_limit"] = 0.01
+    path = tmp_path / "litellm-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = gateway_env(mock_provider, redis_module, f"http://127.0.0.1:{free_port()}")
+    with LiteLLMServer(path, env) as gateway:
+        for provider in ("openai", "anthropic", "gemini", "openrouter"):
+            control.set(provider, completion_tokens=100_000)  # over a cent at every list price
+        for group in ("gpt-4", "claude-3", "gemini-2", "cheap"):
+            assert chat(gateway, group).status_code == 200
+        time.sleep(2)  # spend is recorded after the response
+        calls_before = len(control.calls())
+        response = chat(gateway, "gpt-4")
+        assert response.status_code == 429, response.text
+        assert "Exceeded budget for provider" in response.json()["error"]["message"]
+        assert len(control.calls()) == calls_before
