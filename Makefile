@@ -3,10 +3,10 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 SLICES := 1 2 3 4 5 6 7 8 9 10 11 12
 
-.PHONY: help install system demo doctor test lint typecheck unit integration stack bench clean $(addprefix slice-,$(SLICES))
+.PHONY: help install system demo doctor test lint typecheck unit integration stack bench clean lock $(addprefix slice-,$(SLICES))
 
 help:
 	@echo "make demo      local stack: real LiteLLM, Postgres, Redis and a mock provider (no keys)"
@@ -14,10 +14,9 @@ help:
 	@echo "make doctor    check the stack definition (docker-compose.vps.yml, vps.env, ...)"
 	@echo "make install   create .venv with ops installed"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -50,3 +49,7 @@ test: system install lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Refresh the pins of every transitive dependency after changing pyproject.toml.
+lock: install
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
