@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 SLICES := 1 2 3 4 5 6 7 8 9 10 11 12
 
-.PHONY: help install system demo doctor test lint typecheck unit integration stack bench clean lock $(addprefix slice-,$(SLICES))
+.PHONY: clients help install system demo doctor test lint typecheck unit integration stack bench clean lock $(addprefix slice-,$(SLICES))
 
 help:
 	@echo "make demo      local stack: real LiteLLM, Postgres, Redis and a mock provider (no keys)"
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 install: $(STAMP)
+
+# OpenCode, the coding client tested against the gateway (npm, pinned by its lock file).
+OPENCODE := clients/opencode/node_modules/.bin/opencode
+$(OPENCODE): clients/opencode/package-lock.json $(STAMP)
+	scripts/npm.sh --prefix clients/opencode install --no-audit --no-fund --loglevel=error
+	touch $@
+
+clients: $(OPENCODE)
 
 system:
 	@bash scripts/bootstrap-system.sh
@@ -41,10 +49,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: system install
+integration: system install clients
 	$(BIN)/pytest tests/integration
 
-test: system install lint typecheck
+test: system install clients lint typecheck
 	$(BIN)/pytest tests
 
 clean:

@@ -141,5 +141,22 @@ def bench_memory(
         click.echo(f"{row.service:<10}{row.idle_mb:>9.0f}{row.load_mb:>9.0f}  {row.load}")
 
 
+@bench.command("gateway")
+@project_dir_option
+@click.option("--requests", default=1000, show_default=True, help="Requests per run.")
+@click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(20, 100), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_gateway(project_dir: Path, requests: int, concurrencies: tuple[int, ...], as_json: bool) -> None:
+    """Direct upstream vs LiteLLM (shipped and minimal config): throughput, latency, errors, memory."""
+    from ops.bench.gateway import run_gateway_bench
+    from ops.output import gateway_bench_text
+
+    result = run_gateway_bench(load_settings(project_dir), requests, tuple(concurrencies))
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(gateway_bench_text(result))
+
+
 if __name__ == "__main__":
     main()

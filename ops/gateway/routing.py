@@ -7,6 +7,7 @@ routing workflow.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,39 @@ class RoutingRules:
             if rule.matches(text):
                 return Route(rule.model, rule.reason, rule.name)
         return self.default
+
+
+_JS_ROUTER = """\
+// Generated from routing-rules.yaml by ops (ops.gateway.routing.rules_to_js); do not edit.
+const ROUTING = %s;
+function routeTask(task) {
+  const text = String(task ?? "");
+  for (const rule of ROUTING.rules) {
+    if (rule.min_chars !== null && text.length <= rule.min_chars) continue;
+    if (rule.pattern !== null && !new RegExp(rule.pattern, "i").test(text)) continue;
+    return { model: rule.model, reason: rule.reason, rule: rule.name };
+  }
+  return { model: ROUTING.default.model, reason: ROUTING.default.reason, rule: "default" };
+}
+"""
+
+
+def rules_to_js(rules: RoutingRules) -> str:
+    """Return JavaScript defining routeTask(task) with the same rules and precedence, for n8n's Code node."""
+    data = {
+        "rules": [
+            {
+                "name": r.name,
+                "model": r.model,
+                "reason": r.reason,
+                "pattern": r.pattern.pattern if r.pattern else None,
+                "min_chars": r.min_chars,
+            }
+            for r in rules.rules
+        ],
+        "default": {"model": rules.default.model, "reason": rules.default.reason},
+    }
+    return _JS_ROUTER % json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def parse_rules(data: Any, source: str = RULES_FILE, known_models: set[str] | None = None) -> RoutingRules:
