@@ -114,6 +114,26 @@ def route(project_dir: Path, text: str | None, text_file: Any, as_json: bool) ->
         click.echo(f"{chosen.model}  ({chosen.reason}; rule {chosen.rule})")
 
 
+@main.command("slice")
+@project_dir_option
+@click.argument("number", type=int)
+@click.option("--verify", "action", flag_value="verify", default=True, help="Check the slice's success criteria (default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def slice_command(project_dir: Path, number: int, action: str, as_json: bool) -> None:
+    """Run a slice of the plan against the running stack; exit 1 if a check fails."""
+    from ops.slices import run_verify
+    from ops.slices.base import Target
+
+    report = run_verify(number, Target.from_settings(load_settings(project_dir)))
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(f"slice {report.number}: {report.title}")
+        for check in report.checks:
+            click.echo(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""

@@ -1,0 +1,46 @@
+"""The plan's slices: one module each, registered here by number.
+
+``run_verify`` runs a slice's success criteria against the running stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from ops.errors import OpsError
+from ops.slices import slice_01, slice_02, slice_03, slice_05
+from ops.slices.base import Check, Target
+
+SLICES: dict[int, ModuleType] = {m.NUMBER: m for m in (slice_01, slice_02, slice_03, slice_05)}
+PLAN_SLICES = range(1, 13)
+
+
+@dataclass
+class VerifyReport:
+    number: int
+    title: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"slice": self.number, "title": self.title, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+def get_slice(number: int) -> ModuleType:
+    """Return slice number's module. Raise OpsError if out of range or not implemented yet."""
+    if number not in PLAN_SLICES:
+        raise OpsError(f"slice {number} does not exist: the plan has slices 1 to 12")
+    if number not in SLICES:
+        raise OpsError(f"slice {number} has no checks yet (implemented: {', '.join(map(str, sorted(SLICES)))})")
+    return SLICES[number]
+
+
+def run_verify(number: int, target: Target) -> VerifyReport:
+    """Run slice number's success criteria against target; return every check, passed or not."""
+    module = get_slice(number)
+    return VerifyReport(number, module.TITLE, module.verify(target))

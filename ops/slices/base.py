@@ -1,0 +1,121 @@
+"""The slice protocol: each slice of the plan is one module with its checks.
+
+A slice module has NUMBER, TITLE, REQUIRES (the earlier slices it needs) and ``verify``:
+the plan's success criteria as executable checks, each a Check that says
+what was expected and what was seen. Planning, applying and rolling back
+come with the slice engine; ``verify`` is what every slice already has.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from ops.config import Settings
+from ops.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the running stack answers: the gateway and Langfuse, with their keys."""
+
+    gateway_url: str
+    master_key: str
+    langfuse_url: str
+    langfuse_public_key: str
+    langfuse_secret_key: str
+    timeout: float = 30.0
+    # Breaks the OpenAI key while the context is open (the plan's slice-5 drill):
+    # the test harness rejects the key at the mock provider; on the VPS the slice
+    # engine restarts litellm with a broken key. None: no drill available here.
+    break_openai: Callable[[], AbstractContextManager[None]] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Target:
+        """Given safe Settings, return the stack's Target. Raise ConfigError on placeholder secrets."""
+        settings.require_safe_secrets()
+        env = settings.effective_env
+        langfuse = env.get("OPS_LANGFUSE_URL") or f"https://{env.get('LANGFUSE_DOMAIN', '')}"
+        if langfuse == "https://":
+            raise ConfigError("set OPS_LANGFUSE_URL or LANGFUSE_DOMAIN in vps.env")
+        return cls(
+            gateway_url=env.get("OPS_GATEWAY_URL") or "http://127.0.0.1:4000",
+            master_key=env["LITELLM_MASTER_KEY"],
+            langfuse_url=langfuse,
+            langfuse_public_key=env["LANGFUSE_PUBLIC_KEY"],
+            langfuse_secret_key=env["LANGFUSE_SECRET_KEY"],
+        )
+
+    def chat(self, model: str, content: str, **extra: Any) -> tuple[httpx.Response, float]:
+        """Send one chat completion through the gateway; return the response and its wall time in seconds."""
+        started = time.monotonic()
+        response = httpx.post(
+            f"{self.gateway_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {self.master_key}"},
+            json={"model": model, "messages": [{"role": "user", "content": content}], **extra},
+            timeout=self.timeout,
+        )
+        return response, time.monotonic() - started
+
+    def langfuse(self, path: str) -> httpx.Response:
+        return httpx.get(
+            f"{self.langfuse_url}/api/public/{path}", auth=(self.langfuse_public_key, self.langfuse_secret_key), timeout=10
+        )
+
+
+def new_trace_id(slice_number: int) -> str:
+    return f"ops-slice{slice_number}-{uuid.uuid4().hex[:12]}"
+
+
+def wait_for_trace(
+    target: Target, trace_id: str, ready: Callable[[dict[str, Any]], bool], within: float
+) -> dict[str, Any] | None:
+    """Poll Langfuse for trace_id until ready(trace) holds; return the trace, or None after within seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        response = target.langfuse(f"traces/{trace_id}")
+        if response.status_code == 200:
+            trace: dict[str, Any] = response.json()
+            if ready(trace):
+                return trace
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
+def generations(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in trace.get("observations", []) if o.get("type") == "GENERATION"]
+
+
+class Slice(Protocol):
+    """A slice module: NUMBER, TITLE, REQUIRES (earlier slices) and verify()."""
+
+    NUMBER: int
+    TITLE: str
+    REQUIRES: tuple[int, ...]
+
+    def verify(self, target: Target) -> list[Check]: ...
+
+
+def guarded(name: str, probe: Callable[[], Check]) -> Check:
+    """Run one probe; an unreachable service becomes a failed Check naming it, not an exception."""
+    try:
+        return probe()
+    except httpx.HTTPError as exc:
+        return Check(name, False, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import pytest
+
+from ops.config import load_settings
+from ops.errors import ConfigError, OpsError
+from ops.secrets import init_secrets
+from ops.slices import get_slice
+from ops.slices.base import Target
+
+
+@pytest.mark.parametrize(
+    ("number", "message"), [(0, "slice 0 does not exist"), (13, "slice 13 does not exist"), (4, "slice 4 has no checks yet")]
+)
+def test_bad_slice_numbers_are_named(number: int, message: str) -> None:
+    with pytest.raises(OpsError, match=message):
+        get_slice(number)
+
+
+def test_target_refuses_placeholder_secrets(project: Path) -> None:
+    (project / "vps.env").write_text((project / "vps.env.example").read_text())
+    with pytest.raises(ConfigError, match="placeholder"):
+        Target.from_settings(load_settings(project))
+
+
+def test_target_from_generated_vps_env(project: Path) -> None:
+    settings = load_settings(project)
+    secrets = init_secrets(settings.env_example, settings.env_file)
+    target = Target.from_settings(load_settings(project))
+    assert target.gateway_url == "http://127.0.0.1:4000"
+    assert target.langfuse_url == "https://langfuse.example.com"
+    assert target.master_key == secrets["LITELLM_MASTER_KEY"]
