@@ -13,6 +13,7 @@ help:
 	@echo "make test      lint, type-check and every test tier"
 	@echo "make doctor    check the stack definition (docker-compose.vps.yml, vps.env, ...)"
 	@echo "make install   create .venv with ops installed"
+	@echo "make bench     gateway overhead and service memory benchmarks"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,10 @@ integration: system install clients
 
 test: system install clients lint typecheck
 	$(BIN)/pytest tests
+
+bench: system install
+	$(BIN)/ops bench gateway
+	$(BIN)/ops bench memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -164,7 +164,7 @@ def bench_memory(
 @bench.command("gateway")
 @project_dir_option
 @click.option("--requests", default=1000, show_default=True, help="Requests per run.")
-@click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(20, 100), show_default=True)
+@click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(1, 20, 100), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_gateway(project_dir: Path, requests: int, concurrencies: tuple[int, ...], as_json: bool) -> None:
     """Direct upstream vs LiteLLM (shipped and minimal config): throughput, latency, errors, memory."""

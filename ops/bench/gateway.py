@@ -103,8 +103,13 @@ def _load(url: str, key: str, model: str, requests: int, concurrency: int) -> Lo
     return closed_loop(f"{url}/v1/chat/completions", requests, concurrency, "POST", body, {"Authorization": f"Bearer {key}"})
 
 
+def _count(requests: int, concurrency: int) -> int:
+    """Requests for one run: a fifth at concurrency 1, where each one waits for the upstream alone."""
+    return requests if concurrency > 1 else max(1, requests // 5)
+
+
 def run_gateway_bench(
-    settings: Settings, requests: int = 1000, concurrencies: tuple[int, ...] = (20, 100), warmup: int = 50
+    settings: Settings, requests: int = 1000, concurrencies: tuple[int, ...] = (1, 20, 100), warmup: int = 50
 ) -> GatewayBench:
     """Run the direct and gateway loads at each concurrency; return every run and the comparisons.
 
@@ -134,6 +139,6 @@ def run_gateway_bench(
                 for concurrency in concurrencies:
                     _load(gateway.url, gateway.master_key, MODEL, warmup, concurrency)
                     with RssSampler(gateway.pid) as sampler:
-                        result = _load(gateway.url, gateway.master_key, MODEL, requests, concurrency)
+                        result = _load(gateway.url, gateway.master_key, MODEL, _count(requests, concurrency), concurrency)
                     bench.runs.append(Run(name, concurrency, result, sampler.peak_mb))
     return bench
