@@ -116,22 +116,108 @@ def route(project_dir: Path, text: str | None, text_file: Any, as_json: bool) ->
 
 @main.command("slice")
 @project_dir_option
-@click.argument("number", type=int)
-@click.option("--verify", "action", flag_value="verify", default=True, help="Check the slice's success criteria (default).")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def slice_command(project_dir: Path, number: int, action: str, as_json: bool) -> None:
-    """Run a slice of the plan against the running stack; exit 1 if a check fails."""
-    from ops.slices import run_verify
-    from ops.slices.base import Target
+@click.argument("number", type=int, required=False)
+@click.option("--list", "list_only", is_flag=True, help="List the twelve slices.")
+@click.option("--plan", "action", flag_value="plan", help="Show what applying would touch and what compose would do.")
+@click.option("--apply", "action", flag_value="apply", help="Snapshot, bring the slice up, verify; roll back if verify fails.")
+@click.option("--verify", "action", flag_value="verify", default=True, help="Check the success criteria (default).")
+@click.option("--rollback", "action", flag_value="rollback", help="Return to the snapshot of the latest apply.")
+@click.option("--dry-run", is_flag=True, help="With --apply: plan only, change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before --apply or --rollback.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def slice_command(
+    project_dir: Path, number: int | None, list_only: bool, action: str, dry_run: bool, yes: bool, as_json: bool
+) -> None:
+    """Plan, apply, verify or roll back slice NUMBER of the plan; exit 1 if it fails."""
+    from ops.slices import get_slice, registered
 
-    report = run_verify(number, Target.from_settings(load_settings(project_dir)))
-    if as_json:
-        _emit(report.to_dict())
+    if list_only:
+        rows = [
+            {"slice": n, "title": m.TITLE, "requires": list(m.REQUIRES), "services": list(m.SERVICES)}
+            for n, m in registered().items()
+        ]
+        if as_json:
+            _emit({"slices": rows})
+        else:
+            for row in rows:
+                click.echo(f"{row['slice']:>2}  {row['title']}  (needs {', '.join(map(str, row['requires'])) or 'nothing'})")
+        return
+    if number is None:
+        raise click.UsageError("give a slice NUMBER (1-12) or --list")
+    get_slice(number)  # a clear error for a number out of range, before touching anything
+    from ops.slices import engine
+
+    runtime = engine.Runtime.for_settings(load_settings(project_dir))
+    if action in ("apply", "rollback") and not (yes or dry_run):
+        click.confirm(f"{action} slice {number}?", abort=True)
+    result: Any
+    if action == "plan":
+        result = engine.run_plan(runtime, number)
+    elif action == "apply":
+        result = engine.run_apply(runtime, number, dry_run=dry_run)
+    elif action == "rollback":
+        result = engine.run_rollback(runtime, number)
     else:
-        click.echo(f"slice {report.number}: {report.title}")
-        for check in report.checks:
-            click.echo(f"  {'PASS' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
-    sys.exit(0 if report.ok else 1)
+        result = engine.run_verify(runtime, number)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        from ops.output import slice_result_text
+
+        click.echo(slice_result_text(result.to_dict()))
+    sys.exit(0 if getattr(result, "ok", True) else 1)
+
+
+@main.command()
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(project_dir: Path, as_json: bool) -> None:
+    """Each slice's latest operation, from the journal."""
+    from ops.slices import engine
+
+    rows = engine.run_status(engine.Runtime.for_settings(load_settings(project_dir)))
+    if as_json:
+        _emit({"slices": [r.to_dict() for r in rows]})
+    else:
+        for row in rows:
+            click.echo(f"{row.number:>2}  {row.title:<46} {row.state:<20} {row.at}")
+
+
+@main.group()
+def lock() -> None:
+    """The operator lock."""
+
+
+@lock.command("break")
+@project_dir_option
+@click.option("--yes", is_flag=True, required=True, help="Confirm that no operation is running.")
+def lock_break(project_dir: Path, yes: bool) -> None:
+    """Remove a stale lock (only when no operation is running)."""
+    from ops.journal import break_lock
+    from ops.slices import engine
+
+    held = break_lock(engine.Runtime.for_settings(load_settings(project_dir)).psql)
+    click.echo(f"removed the lock held by {held}" if held else "the lock was free")
+
+
+@main.command()
+@project_dir_option
+@click.argument("action", type=click.Choice(["restart", "logs", "stats", "exec"]))
+@click.argument("service")
+@click.argument("command", nargs=-1)
+@click.option("--tail", default=100, show_default=True, help="Log lines (logs).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stats).")
+def runbook(project_dir: Path, action: str, service: str, command: tuple[str, ...], tail: int, as_json: bool) -> None:
+    """Runbook operations on one service; works remotely with DOCKER_HOST=ssh://user@vm."""
+    from ops.runtime.runbook import run_runbook
+
+    result = run_runbook(load_settings(project_dir), action, service, list(command), tail)
+    if as_json and isinstance(result, dict):
+        _emit(result)
+    elif isinstance(result, dict):
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+    else:
+        click.echo(result, nl=not result.endswith("\n"))
 
 
 @main.group()

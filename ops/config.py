@@ -47,6 +47,22 @@ class Settings:
         return self.project_dir / ROUTING_RULES
 
     @property
+    def compose_overrides(self) -> tuple[Path, ...]:
+        """Extra compose files from OPS_COMPOSE_OVERRIDES (comma-separated, relative to the project)."""
+        names = [n.strip() for n in self.effective_env.get("OPS_COMPOSE_OVERRIDES", "").split(",") if n.strip()]
+        paths = tuple((self.project_dir / n).resolve() for n in names)
+        for path in paths:
+            if not path.is_relative_to(self.project_dir):
+                raise ConfigError(f"OPS_COMPOSE_OVERRIDES names {path}, outside the project directory")
+            if not path.is_file():
+                raise ConfigError(f"OPS_COMPOSE_OVERRIDES names {path}, which does not exist")
+        return paths
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.project_dir / ".ops" / "snapshots"
+
+    @property
     def env_file(self) -> Path:
         return self.project_dir / ENV_FILE
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ops.bench.gateway import GatewayBench
 from ops.doctor import DoctorReport
 
@@ -46,4 +48,23 @@ def gateway_bench_text(bench: GatewayBench) -> str:
             f"{c['target']} at {c['concurrency']}: {c['throughput_ratio']:.2f}x direct throughput, "
             f"+{c['added_p50_ms']:.0f} ms p50; " + ("all targets met" if not verdicts else "misses: " + ", ".join(verdicts))
         )
+    return "\n".join(lines)
+
+
+def slice_result_text(data: dict[str, Any]) -> str:
+    """Render a slice plan, apply, verify or rollback result (its to_dict()) as lines."""
+    lines = [f"slice {data.get('slice')}: {data.get('title', data.get('outcome', ''))}"]
+    for key in ("requires", "services", "files", "databases", "compose_actions", "changed", "steps"):
+        if data.get(key):
+            lines.append(f"  {key}: {', '.join(map(str, data[key]))}")
+    if "running" in data:
+        lines.append("  running now: " + (", ".join(f"{s}={'yes' if r else 'no'}" for s, r in data["running"].items()) or "-"))
+    for check in data.get("checks", []):
+        lines.append(f"  {'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    if data.get("outcome"):
+        lines.append(f"  outcome: {data['outcome']}" + (f" (snapshot {data['snapshot']})" if data.get("snapshot") else ""))
+    if data.get("rollback"):
+        lines.append("  rolled back: " + "; ".join(data["rollback"]["steps"]))
+    if data.get("saved_to"):
+        lines.append(f"  current state saved to {data['saved_to']}")
     return "\n".join(lines)

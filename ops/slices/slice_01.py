@@ -7,6 +7,9 @@ from ops.slices.base import Check, Target, guarded
 NUMBER = 1
 TITLE = "LiteLLM setup + basic config"
 REQUIRES: tuple[int, ...] = ()
+SERVICES: tuple[str, ...] = ("redis", "litellm")  # postgres runs already: the journal lives there
+FILES: tuple[str, ...] = ("docker-compose.vps.yml", "litellm-config.yaml", "vps.env")
+DATABASES: tuple[str, ...] = ("litellm",)
 PLAN_MODELS = ("gpt-4", "claude-3", "gemini-2")
 
 

@@ -9,6 +9,9 @@ from ops.slices.base import Check, Target, generations, guarded, new_trace_id, w
 NUMBER = 2
 TITLE = "Langfuse integration"
 REQUIRES = (1,)
+SERVICES: tuple[str, ...] = ("litellm",)
+FILES: tuple[str, ...] = ("litellm-config.yaml",)
+DATABASES: tuple[str, ...] = ()
 WITHIN_SECONDS = 10.0
 
 

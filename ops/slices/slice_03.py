@@ -7,6 +7,9 @@ from ops.slices.base import Check, Target, generations, guarded, new_trace_id, w
 NUMBER = 3
 TITLE = "Test all 3 models"
 REQUIRES = (2,)
+SERVICES: tuple[str, ...] = ()
+FILES: tuple[str, ...] = ()
+DATABASES: tuple[str, ...] = ()
 PROMPTS = {
     "gpt-4": "Explain quantum computing in 10 words",
     "claude-3": "Summarize this text: " + "The stack runs on one small VM. " * 300,  # ~10K characters

@@ -15,6 +15,9 @@ from ops.slices.base import Check, Target, generations, new_trace_id, wait_for_t
 NUMBER = 5
 TITLE = "Fallback logic"
 REQUIRES = (4,)
+SERVICES: tuple[str, ...] = ("litellm",)
+FILES: tuple[str, ...] = ("litellm-config.yaml",)
+DATABASES: tuple[str, ...] = ()
 WITHIN_SECONDS = 5.0
 
 

@@ -191,3 +191,19 @@ def make_app(public_key: str, secret_key: str) -> web.Application:
     app.router.add_get("/api/public/observations", list_observations)
     app.router.add_get("/api/public/health", health)
     return app
+
+
+def main() -> None:
+    """Serve the fake on 0.0.0.0:PORT with the project keys from LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY (stack tier)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Langfuse contract fake")
+    parser.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args()
+    app = make_app(os.environ["LANGFUSE_PUBLIC_KEY"], os.environ["LANGFUSE_SECRET_KEY"])
+    web.run_app(app, host="0.0.0.0", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

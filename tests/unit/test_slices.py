@@ -10,7 +10,7 @@ from ops.slices.base import Target
 
 
 @pytest.mark.parametrize(
-    ("number", "message"), [(0, "slice 0 does not exist"), (13, "slice 13 does not exist"), (4, "slice 4 has no checks yet")]
+    ("number", "message"), [(0, "slice 0 does not exist"), (13, "slice 13 does not exist"), (-1, "slice -1 does not exist")]
 )
 def test_bad_slice_numbers_are_named(number: int, message: str) -> None:
     with pytest.raises(OpsError, match=message):

@@ -1,0 +1,188 @@
+"""The stack tier: a real Docker engine, stand-in images, and a copy of the project wired to them.
+
+The engine is Debian's docker.io; when `docker info` fails as root, the
+fixture starts dockerd and stops it afterwards. Images are built once per
+recipe (tests/stack/images.py). Every test project gets its own compose
+project name, loopback ports and volumes, and is taken down with its volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ops import tools
+from ops.config import Settings, load_settings
+from ops.local.processes import free_port
+from ops.secrets import init_secrets
+from tests.conftest import PROJECT_FILES, REPO, require
+from tests.stack.images import build_all
+
+pytestmark = pytest.mark.stack
+IMAGE_CACHE = Path(os.environ.get("AISTACK_STANDIN_CACHE", "/var/cache/aistack-standin"))
+
+
+def _docker_ok() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[None]:
+    require(shutil.which("docker"), "docker (apt-get install docker.io)")
+    require(tools.docker_compose(), "docker compose")
+    started = None
+    if not _docker_ok():
+        require(shutil.which("dockerd") and os.geteuid() == 0, "a running Docker engine (or dockerd and root to start one)")
+        log = open("/tmp/aistack-dockerd.log", "ab")  # noqa: SIM115 - lives as long as the daemon
+        started = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not _docker_ok():
+            if time.monotonic() > deadline or started.poll() is not None:
+                pytest.fail("dockerd did not start: see /tmp/aistack-dockerd.log")
+            time.sleep(1)
+    yield
+    if started is not None:
+        started.terminate()
+        started.wait(30)
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine: None) -> dict[str, str]:
+    require(shutil.which("debootstrap"), "debootstrap (apt-get install debootstrap)")
+    return build_all(IMAGE_CACHE)
+
+
+@dataclass
+class StackProject:
+    dir: Path
+    name: str
+    gateway_port: int
+    langfuse_port: int
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.dir)
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [
+            *(tools.docker_compose() or []),
+            "--project-directory",
+            str(self.dir),
+            "-f",
+            str(self.dir / "docker-compose.vps.yml"),
+            "-f",
+            str(self.dir / "compose.standin.yml"),
+            "--env-file",
+            str(self.dir / "vps.env"),
+            "-p",
+            self.name,
+            *args,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=600)
+
+
+OVERRIDE = """# Test-only: stand-in images, loopback ports, and the contract fakes as containers.
+services:
+  postgres:
+    image: {postgres}
+  postgres-init:
+    image: {postgres}
+  redis:
+    image: {redis}
+  caddy:
+    image: {caddy}
+  litellm:
+    image: {python}
+    # LiteLLM's database features need Prisma's engine, which cannot be fetched here: no DATABASE_URL
+    entrypoint: ["sh", "-c", 'unset DATABASE_URL; exec /opt/venv/bin/litellm "$$@"', "litellm"]
+    ports: !override
+      - "127.0.0.1:{gateway_port}:4000"
+    environment:
+      OPENAI_API_BASE: http://mock-provider:8099/v1
+      ANTHROPIC_API_BASE: http://mock-provider:8099
+      GEMINI_API_BASE: http://mock-provider:8099/v1beta
+      OPENROUTER_API_BASE: http://mock-provider:8099/api/v1
+      LANGFUSE_HOST: http://langfuse-fake:3000
+    depends_on:
+      mock-provider:
+        condition: service_healthy
+  mock-provider:
+    image: {python}
+    entrypoint: ["python3", "-m", "ops.local.mock_provider", "--host", "0.0.0.0", "--port", "8099"]
+    working_dir: /src
+    volumes:
+      - {repo}/ops:/src/ops:ro
+    networks: [edge]
+    restart: unless-stopped
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8099/health', timeout=3)"]
+      interval: 2s
+      retries: 30
+    deploy:
+      resources:
+        limits:
+          memory: 128M
+  langfuse-fake:
+    image: {python}
+    entrypoint: ["python3", "-m", "tests.fakes.langfuse", "--port", "3000"]
+    working_dir: /src
+    environment:
+      LANGFUSE_PUBLIC_KEY: ${{LANGFUSE_PUBLIC_KEY}}
+      LANGFUSE_SECRET_KEY: ${{LANGFUSE_SECRET_KEY}}
+    volumes:
+      - {repo}/ops:/src/ops:ro
+      - {repo}/tests:/src/tests:ro
+    ports:
+      - "127.0.0.1:{langfuse_port}:3000"
+    networks: [edge]
+    restart: unless-stopped
+    healthcheck:
+      test: ["CMD", "python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:3000/api/public/health')"]
+      interval: 2s
+      retries: 30
+    deploy:
+      resources:
+        limits:
+          memory: 192M
+"""
+
+
+@pytest.fixture
+def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
+    """A project copy using the stand-ins: vps.env generated, the fakes started, torn down with its volumes."""
+    target = tmp_path / "project"
+    target.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
+    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port())
+    (target / "compose.standin.yml").write_text(
+        OVERRIDE.format(repo=REPO, gateway_port=project.gateway_port, langfuse_port=project.langfuse_port, **images)
+    )
+    settings = load_settings(target)
+    init_secrets(settings.env_example, settings.env_file)
+    text = settings.env_file.read_text()
+    for key, value in {
+        "COMPOSE_PROFILES": "",
+        "COMPOSE_PROJECT_NAME": project.name,
+        "OPS_COMPOSE_OVERRIDES": "compose.standin.yml",
+        "OPS_GATEWAY_URL": f"http://127.0.0.1:{project.gateway_port}",
+        "OPS_LANGFUSE_URL": f"http://127.0.0.1:{project.langfuse_port}",
+        **{f"{provider}_API_KEY": f"mock-{provider.lower()}-key" for provider in ("OPENAI", "ANTHROPIC", "GEMINI", "OPENROUTER")},
+    }.items():
+        text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+    settings.env_file.write_text(text)
+    try:
+        project.compose("up", "--detach", "--wait", "postgres", "mock-provider", "langfuse-fake")
+        yield project
+    finally:
+        project.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)

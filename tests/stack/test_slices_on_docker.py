@@ -1,0 +1,104 @@
+"""Slice 1 for real on Docker with the compose file's own limits and healthchecks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from ops.errors import OpsError
+from ops.journal import Journal, Lock
+from ops.slices import engine
+from tests.stack.conftest import StackProject
+
+pytestmark = pytest.mark.stack
+
+
+def containers(project: StackProject) -> dict[str, dict[str, str]]:
+    out = project.compose("ps", "--all", "--format", "json").stdout.strip()
+    rows = json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines() if line.strip()]
+    return {r["Service"]: r for r in rows}
+
+
+def test_slice_1_plans_applies_verifies_is_idempotent_and_rolls_back(stack_project: StackProject) -> None:
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    plan = engine.run_plan(runtime, 1)
+    assert plan.running == {"redis": False, "litellm": False}
+    assert plan.compose_actions == ["redis: start", "litellm: start"]
+
+    applied = engine.run_apply(runtime, 1)
+    assert applied.outcome == "ok", [c.to_dict() for c in applied.checks]
+    assert {"redis", "litellm"} <= set(applied.changed)
+    assert all(c.ok for c in applied.checks)
+    limit = subprocess.run(
+        ["docker", "inspect", "--format", "{{.HostConfig.Memory}}", containers(stack_project)["litellm"]["ID"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert int(limit) == 512 * 2**20  # the compose file's own limit
+    models = httpx.get(
+        f"http://127.0.0.1:{stack_project.gateway_port}/v1/models",
+        headers={"Authorization": f"Bearer {runtime.target.master_key}"},
+    ).json()
+    assert {"gpt-4", "claude-3", "gemini-2"} <= {m["id"] for m in models["data"]}
+
+    again = engine.run_apply(runtime, 1)
+    assert again.outcome == "unchanged" and again.changed == []
+
+    states = {s.number: s.state for s in engine.run_status(runtime)}
+    assert states[1] == "apply ok" and states[2] == "never run"
+
+    rolled = engine.run_rollback(runtime, 1)
+    assert "stopped redis, litellm" in rolled.steps
+    assert any(step.startswith("dropped database litellm") for step in rolled.steps)
+    saved = stack_project.settings.snapshots_dir / rolled.saved_to / "databases" / "litellm.dump"
+    assert saved.stat().st_size > 0  # nothing dropped that was not saved first
+    after = containers(stack_project)
+    assert "litellm" not in after or after["litellm"]["State"] != "running"
+    assert after["postgres"]["State"] == "running"  # it ran before the apply
+
+
+def test_failed_verify_rolls_back_to_the_last_verified_config(stack_project: StackProject) -> None:
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    assert engine.run_apply(runtime, 1).outcome == "ok"
+    config = stack_project.dir / "litellm-config.yaml"
+    good = config.read_text()
+    broken = good.replace("  - model_name: gemini-2 ", "  - model_name: gemini-two ").replace("- gemini-2: [", "- gemini-two: [")
+    assert broken != good
+    config.write_text(broken)
+
+    report = engine.run_apply(runtime, 1)
+    assert report.outcome == "rolled-back", report.to_dict()
+    assert [c.name for c in report.checks if not c.ok] == ["models listed"]
+    assert config.read_text() == good  # the last verified version
+    saved = stack_project.settings.snapshots_dir / report.rollback.saved_to / "files" / "litellm-config.yaml"  # type: ignore[union-attr]
+    assert saved.read_text() == broken  # the operator's edit is kept, not lost
+    assert all(c.ok for c in engine.run_verify(runtime, 1).checks)  # the stack works again
+    journal = Journal(runtime.psql).entries(5)
+    assert [e.outcome for e in journal[:2]] == ["ok", "rolled-back"]
+
+
+def test_held_lock_stops_an_apply_before_any_change(stack_project: StackProject) -> None:
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    Journal(runtime.psql)  # creates the schema
+    runtime.psql.query(
+        "INSERT INTO ops.lock (id, holder, host, pid, operation, heartbeat_at) "
+        "VALUES (1, 'alice', 'laptop', 4242, 'apply slice 7', now() - interval '2 hours');"
+    )
+    with pytest.raises(OpsError, match=r"'apply slice 7' by alice@laptop .* looks stale"):
+        engine.run_apply(runtime, 1)
+    assert "litellm" not in containers(stack_project)
+    runtime.psql.query("UPDATE ops.lock SET heartbeat_at = now();")
+    with pytest.raises(OpsError, match="another operation holds the lock") as caught:
+        Lock(runtime.psql, "test").acquire()
+    assert "stale" not in str(caught.value)
+
+
+def test_missing_prerequisite_is_refused(stack_project: StackProject) -> None:
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    with pytest.raises(OpsError, match=r"slice 2 needs slice 1 applied and verified first \(make slice-1\)"):
+        engine.run_apply(runtime, 2)
+    assert "litellm" not in containers(stack_project)
