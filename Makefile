@@ -53,6 +53,14 @@ unit: install
 integration: system install clients
 	$(BIN)/pytest tests/integration
 
+stack: system install
+	$(BIN)/pytest tests/stack
+
+# make slice-N: plan, confirm, apply (which verifies, and rolls back if verify fails)
+$(addprefix slice-,$(SLICES)): slice-%: install
+	$(BIN)/ops slice $* --plan
+	$(BIN)/ops slice $* --apply
+
 test: system install clients lint typecheck
 	$(BIN)/pytest tests
 

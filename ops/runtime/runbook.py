@@ -24,7 +24,7 @@ def run_runbook(settings: Settings, action: str, service: str, command: list[str
         return compose.run("logs", "--no-color", "--tail", str(tail), service).stdout
     if action == "exec":
         if not command:
-            raise OpsError("exec needs a command, for example: ops runbook exec redis redis-cli ping")
+            raise OpsError("exec needs a command, for example: ops runbook exec redis -- redis-cli ping")
         return compose.exec(service, *command)
     if action == "stats":
         state = compose.ps().get(service)

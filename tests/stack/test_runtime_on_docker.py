@@ -77,6 +77,11 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
     )
     (home / ".ssh" / "config").chmod(0o600)
+    # ssh reads the config of the passwd home, not $HOME: a wrapper first on PATH passes ours
+    bindir = home / "bin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {home / ".ssh" / "config"} "$@"\n')
+    (bindir / "ssh").chmod(0o755)
     try:
         wait_until(
             lambda: (
@@ -93,16 +98,21 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 def test_runbook_over_docker_host_ssh(stack_project: StackProject, sshd: tuple[int, Path]) -> None:
-    _, home = sshd
     stack_project.compose("up", "--detach", "--wait", "redis")
-    env = {**os.environ, "HOME": str(home), "DOCKER_HOST": "ssh://root@127.0.0.1"}
+    port, home = sshd
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
+        "DOCKER_HOST": f"ssh://root@127.0.0.1:{port}",
+    }
     base = [sys.executable, "-m", "ops.cli", "runbook", "--project-dir", str(stack_project.dir)]
     stats = subprocess.run([*base, "stats", "redis", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert stats.returncode == 0, stats.stderr
     data = json.loads(stats.stdout)
     assert data["service"] == "redis" and data["limit_mb"] == 160 and data["status"] == "running"
     pong = subprocess.run(
-        [*base, "exec", "redis", "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping'],
+        [*base, "exec", "redis", "--", "sh", "-c", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping'],
         env=env,
         capture_output=True,
         text=True,
