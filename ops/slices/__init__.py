@@ -5,44 +5,17 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from ops.errors import OpsError
-from ops.slices import (
-    slice_01,
-    slice_02,
-    slice_03,
-    slice_04,
-    slice_05,
-    slice_06,
-    slice_07,
-    slice_08,
-    slice_09,
-    slice_10,
-    slice_11,
-    slice_12,
-)
 from ops.slices.base import Check, Target
 
-SLICES: dict[int, ModuleType] = {
-    m.NUMBER: m
-    for m in (
-        slice_01,
-        slice_02,
-        slice_03,
-        slice_04,
-        slice_05,
-        slice_06,
-        slice_07,
-        slice_08,
-        slice_09,
-        slice_10,
-        slice_11,
-        slice_12,
-    )
-}
+PLAN_SLICES = range(1, 13)
+# one module per slice of the plan: ops/slices/slice_01.py ... slice_12.py
+SLICES: dict[int, ModuleType] = {n: importlib.import_module(f"ops.slices.slice_{n:02d}") for n in PLAN_SLICES}
 
 
 @dataclass

@@ -30,3 +30,22 @@ def test_target_from_generated_vps_env(project: Path) -> None:
     assert target.gateway_url == "http://127.0.0.1:4000"
     assert target.langfuse_url == "https://langfuse.example.com"
     assert target.master_key == secrets["LITELLM_MASTER_KEY"]
+
+
+def test_twelve_slices_listed_with_their_prerequisites() -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "slice", "--list", "--json"], capture_output=True, text=True, check=True
+    )
+    slices = json.loads(proc.stdout)["slices"]
+    assert [s["slice"] for s in slices] == list(range(1, 13))
+    assert {s["slice"]: s["requires"] for s in slices}[2] == [1]
+
+
+@pytest.mark.parametrize("number", [4, 6, 7, 8, 9, 10, 11, 12])
+def test_slices_without_criteria_yet_never_pass(number: int) -> None:
+    checks = get_slice(number).verify(Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk"))
+    assert [c.ok for c in checks] == [False] and "not checkable yet" in checks[0].detail
