@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 SLICES := 1 2 3 4 5 6 7 8 9 10 11 12
 
-.PHONY: clients help install system demo doctor test lint typecheck unit integration stack bench clean lock $(addprefix slice-,$(SLICES))
+.PHONY: clients help install system system-stack demo doctor test lint typecheck unit integration stack bench clean lock $(addprefix slice-,$(SLICES))
 
 help:
 	@echo "make demo      local stack: real LiteLLM, Postgres, Redis and a mock provider (no keys)"
@@ -34,6 +34,9 @@ clients: $(OPENCODE)
 system:
 	@bash scripts/bootstrap-system.sh
 
+system-stack:
+	@bash scripts/bootstrap-system.sh stack
+
 demo: system install
 	$(BIN)/ops demo --keep-running
 
@@ -53,7 +56,7 @@ unit: install
 integration: system install clients
 	$(BIN)/pytest tests/integration
 
-stack: system install
+stack: system-stack install
 	$(BIN)/pytest tests/stack
 
 # make slice-N: plan, confirm, apply (which verifies, and rolls back if verify fails)
@@ -61,7 +64,7 @@ $(addprefix slice-,$(SLICES)): slice-%: install
 	$(BIN)/ops slice $* --plan
 	$(BIN)/ops slice $* --apply
 
-test: system install clients lint typecheck
+test: system-stack install clients lint typecheck
 	$(BIN)/pytest tests
 
 bench: system install

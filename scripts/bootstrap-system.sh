@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages the tests and local mode run for real:
 # PostgreSQL 15, Redis 7, Caddy, and for the stack tier a Docker engine,
-# debootstrap (stand-in images) and OpenSSH (the DOCKER_HOST=ssh:// tests).
+# debootstrap (stand-in images) and OpenSSH (the DOCKER_HOST=ssh:// tests)
+# when called with the argument `stack`.
 # Installs only what is missing; needs root
 # (or passwordless sudo) for apt-get, and says what to install otherwise.
 set -euo pipefail
@@ -11,10 +12,12 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
-[ -x /usr/sbin/dockerd ] || need+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
-[ -x /usr/sbin/sshd ] || need+=(openssh-server)
-command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+if [ "${1:-}" = "stack" ]; then  # the stack tier only; local mode needs none of these
+  [ -x /usr/sbin/dockerd ] || need+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
