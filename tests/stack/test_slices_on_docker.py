@@ -102,3 +102,34 @@ def test_missing_prerequisite_is_refused(stack_project: StackProject) -> None:
     with pytest.raises(OpsError, match=r"slice 2 needs slice 1 applied and verified first \(make slice-1\)"):
         engine.run_apply(runtime, 2)
     assert "litellm" not in containers(stack_project)
+
+
+def test_slices_1_to_3_end_to_end_through_the_cli(stack_project: StackProject) -> None:
+    """What `make slice-1` ... `make slice-3` run, with --yes since CI has no terminal."""
+    import sys
+
+    def ops(*args: str) -> dict[str, object]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "slice", *args, "--project-dir", str(stack_project.dir), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result: dict[str, object] = json.loads(proc.stdout)
+        return result
+
+    assert ops("1", "--plan")["compose_actions"] == ["redis: start", "litellm: start"]
+    for number in ("1", "2", "3"):
+        assert ops(number, "--apply", "--yes")["outcome"] in ("ok", "unchanged")
+    verified = ops("3", "--verify")
+    assert verified["ok"] and len(verified["checks"]) == 5  # type: ignore[arg-type]
+    status = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "status", "--project-dir", str(stack_project.dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    states = {s["number"]: s["state"] for s in json.loads(status.stdout)["slices"]}
+    assert states[1] == "apply ok" and states[2] == "apply ok" and states[3] == "verify ok" and states[4] == "never run"
