@@ -67,6 +67,7 @@ class StackProject:
     name: str
     gateway_port: int
     langfuse_port: int
+    mock_port: int
 
     @property
     def settings(self) -> Settings:
@@ -121,6 +122,8 @@ services:
     working_dir: /src
     volumes:
       - {repo}/ops:/src/ops:ro
+    ports:
+      - "127.0.0.1:{mock_port}:8099"
     networks: [edge]
     restart: unless-stopped
     healthcheck:
@@ -164,9 +167,15 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
     for name in PROJECT_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
-    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port())
+    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port(), free_port())
     (target / "compose.standin.yml").write_text(
-        OVERRIDE.format(repo=REPO, gateway_port=project.gateway_port, langfuse_port=project.langfuse_port, **images)
+        OVERRIDE.format(
+            repo=REPO,
+            gateway_port=project.gateway_port,
+            langfuse_port=project.langfuse_port,
+            mock_port=project.mock_port,
+            **images,
+        )
     )
     settings = load_settings(target)
     init_secrets(settings.env_example, settings.env_file)
@@ -182,7 +191,13 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
         text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
     settings.env_file.write_text(text)
     try:
-        project.compose("up", "--detach", "--wait", "postgres", "mock-provider", "langfuse-fake")
+        up = project.compose(
+            "up", "--detach", "--wait", "--wait-timeout", "240", "postgres", "mock-provider", "langfuse-fake", check=False
+        )
+        if up.returncode != 0:
+            state = project.compose("ps", "--all", check=False).stdout
+            logs = project.compose("logs", "--tail", "30", check=False).stdout
+            pytest.fail(f"the stand-in stack did not come up:\n{up.stderr[-2000:]}\n{state}\n{logs[-4000:]}")
         yield project
     finally:
         project.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)

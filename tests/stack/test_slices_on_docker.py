@@ -125,6 +125,14 @@ def test_slices_1_to_3_end_to_end_through_the_cli(stack_project: StackProject) -
         assert ops(number, "--apply", "--yes")["outcome"] in ("ok", "unchanged")
     verified = ops("3", "--verify")
     assert verified["ok"] and len(verified["checks"]) == 5  # type: ignore[arg-type]
+    # the provider refuses the drill's key, as OpenAI refuses an invalid one
+    httpx.post(
+        f"http://127.0.0.1:{stack_project.mock_port}/__mock/behaviour",
+        json={"provider": "openai", "reject_keys": ["sk-broken-by-ops-drill"]},
+    ).raise_for_status()
+    drill = ops("5", "--verify")  # recreates litellm with a broken OpenAI key, then with the right one
+    assert drill["ok"], drill
+    assert ops("1", "--verify")["ok"]  # OpenAI answers again after the drill
     status = subprocess.run(
         [sys.executable, "-m", "ops.cli", "status", "--project-dir", str(stack_project.dir), "--json"],
         capture_output=True,
@@ -132,4 +140,4 @@ def test_slices_1_to_3_end_to_end_through_the_cli(stack_project: StackProject) -
         check=True,
     )
     states = {s["number"]: s["state"] for s in json.loads(status.stdout)["slices"]}
-    assert states[1] == "apply ok" and states[2] == "apply ok" and states[3] == "verify ok" and states[4] == "never run"
+    assert states[1] == "verify ok" and states[2] == "apply ok" and states[3] == "verify ok" and states[4] == "never run"
