@@ -221,6 +221,139 @@ def runbook(project_dir: Path, action: str, service: str, command: tuple[str, ..
 
 
 @main.group()
+def backup() -> None:
+    """Backups to GCS: run, list, verify, restore, prune, drill (see docs/BACKUPS.md)."""
+
+
+def _backup_context(project_dir: Path) -> Any:
+    from ops.backup.context import backup_context
+
+    settings = load_settings(project_dir)
+    settings.require_safe_secrets()
+    return backup_context(settings)
+
+
+@backup.command("run")
+@project_dir_option
+@click.option("--schedule", type=click.Choice(["daily", "weekly", "manual"]), default="manual", show_default=True)
+@click.option("--source", "sources", multiple=True, help="Only this source (repeatable): postgres, qdrant, volumes, git.")
+@click.option("--dry-run", is_flag=True, help="Say what would be backed up; touch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backup_run(project_dir: Path, schedule: str, sources: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Stream the sources to the bucket (zstd, age), then write the manifest; exit 2 if any stage fails."""
+    from ops.backup.run import run_backup
+
+    report = run_backup(_backup_context(project_dir), schedule, list(sources) or None, dry_run)
+    if as_json:
+        _emit(report.to_dict())
+        return
+    if dry_run:
+        click.echo(f"would back up {', '.join(report.planned)} as {report.run_id}")
+        return
+    for entry in report.entries:
+        click.echo(f"  {entry.object}  {entry.size} bytes  {entry.seconds:.1f} s")
+    click.echo(f"backup {report.run_id}: {len(report.entries)} objects, {report.size} bytes in {report.seconds:.1f} s")
+
+
+@backup.command("list")
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backup_list(project_dir: Path, as_json: bool) -> None:
+    """List the backups in the bucket, oldest first; incomplete runs are marked."""
+    from ops.backup.catalog import runs
+
+    found = [r.to_dict() for r in runs(_backup_context(project_dir))]
+    if as_json:
+        _emit({"backups": found})
+        return
+    for run in found:
+        state = "complete" if run["complete"] else f"INCOMPLETE ({run['problem']})"
+        click.echo(f"{run['id']:<32}{run['size']:>14} bytes  {','.join(run['sources']) or '-':<28}{state}")
+
+
+@backup.command("verify")
+@project_dir_option
+@click.argument("backup_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backup_verify(project_dir: Path, backup_id: str | None, as_json: bool) -> None:
+    """Check every object of a backup (default: the newest): size, sha256, and that it decodes; exit 1 if not."""
+    from ops.backup.verify import run_verify
+
+    report = run_verify(_backup_context(project_dir), backup_id)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        for check in report.checks:
+            click.echo(f"{'ok' if check.ok else 'BAD':<5}{check.object}: {check.detail}")
+        click.echo(f"{'OK' if report.ok else 'FAILED'}: backup {report.run_id}")
+    sys.exit(0 if report.ok else 1)
+
+
+@backup.command("restore")
+@project_dir_option
+@click.argument("backup_id")
+@click.option("--source", help="Only this source.")
+@click.option("--name", help="Only this object (e.g. n8n.dump).")
+@click.option("--into", type=click.Choice(["scratch", "live"]), default="scratch", show_default=True)
+@click.option("--yes", is_flag=True, help="Confirm a live restore (it replaces data, after a safety backup).")
+@click.option("--dry-run", is_flag=True, help="Say what would be restored.")
+def backup_restore(
+    project_dir: Path, backup_id: str, source: str | None, name: str | None, into: str, yes: bool, dry_run: bool
+) -> None:
+    """Restore a backup beside the live data (scratch) or over it (live, after a safety backup)."""
+    from ops.backup.restore import run_restore
+
+    if into == "live" and not yes and not dry_run:
+        raise click.UsageError("a live restore replaces data: add --yes (a pre-restore backup is taken first)")
+    report = run_restore(_backup_context(project_dir), backup_id, source, name, into, dry_run)
+    if report.safety_backup:
+        click.echo(f"safety backup of the replaced data: {report.safety_backup}")
+    for line in report.restored:
+        click.echo(line)
+
+
+@backup.command("prune")
+@project_dir_option
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backup_prune(project_dir: Path, dry_run: bool, as_json: bool) -> None:
+    """Delete backups past retention (30 days daily, 4 weeks weekly); never the newest good one."""
+    from ops.backup.retention import run_prune
+
+    plan = run_prune(_backup_context(project_dir), dry_run)
+    if as_json:
+        _emit(plan.to_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for run_id, why in plan.delete:
+        click.echo(f"{verb} {run_id}: {why}")
+    click.echo(f"kept {len(plan.keep)} runs, {verb} {len(plan.delete)}")
+
+
+@backup.command("drill")
+@project_dir_option
+@click.argument("backup_id", required=False)
+@click.option("--keep", is_flag=True, help="Keep the scratch databases for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, as_json: bool) -> None:
+    """Restore the newest backup into scratch databases and compare every table; exit 1 on a difference."""
+    from ops.backup.drill import run_drill
+
+    report = run_drill(_backup_context(project_dir), backup_id, keep)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        for table in report.tables:
+            if not table.ok:
+                click.echo(f"DIFF {table.database}.{table.table}: backup {table.expected}, restored {table.restored}")
+        for problem in report.problems:
+            click.echo(f"PROBLEM {problem}")
+        same = sum(t.ok for t in report.tables)
+        click.echo(f"{'OK' if report.ok else 'FAILED'}: drill of {report.run_id}: {same}/{len(report.tables)} tables identical")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""
 

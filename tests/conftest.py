@@ -5,6 +5,7 @@ A tool missing on a laptop skips the tests that need it; with CI=true it fails t
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ops import tools
-from ops.local.processes import MockProviderServer, PostgresServer, RedisServer
+from ops.local.processes import GcsEmulatorServer, MockProviderServer, PostgresServer, RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = (
@@ -68,4 +69,12 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def mock_provider() -> Iterator[MockProviderServer]:
     with MockProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[GcsEmulatorServer]:
+    """A GCS emulator with bucket aistack-backups; the real google-cloud-storage client talks to it."""
+    require(importlib.util.find_spec("gcp_storage_emulator"), "gcp-storage-emulator (pip install -e '.[dev]')")
+    with GcsEmulatorServer() as server:
         yield server

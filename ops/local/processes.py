@@ -392,3 +392,28 @@ class N8nServer(_Service):
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+
+class GcsEmulatorServer(_Service):
+    """A Google Cloud Storage emulator (gcp-storage-emulator) with one bucket, stored on disk in its directory.
+
+    The real google-cloud-storage client talks to it through its api endpoint:
+    the backup bucket of local mode and of the tests.
+    """
+
+    name = "gcs"
+
+    def __init__(self, bucket: str = "aistack-backups", base_dir: Path | None = None) -> None:
+        super().__init__(base_dir)
+        self.bucket = bucket
+
+    def start(self) -> Self:
+        env = {**os.environ, "STORAGE_BASE": str(self.dir), "STORAGE_DIR": "objects"}
+        argv = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", LOOPBACK, "--port", str(self.port)]
+        self._spawn([*argv, "--default-bucket", self.bucket, "--quiet"], env)
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/storage/v1/b/{self.bucket}")(), 30, "gcs", self.log)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"

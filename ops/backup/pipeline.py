@@ -1,0 +1,165 @@
+"""Byte streams through chained processes, with every stage's exit status checked.
+
+A backup is ``producer | zstd | age`` read by Python (hashed and uploaded as
+it arrives); a restore is ``download | age -d | zstd -d | consumer``. Nothing
+is staged on disk. The producer is a command or a Python iterator of bytes
+(fed from a thread). A stage that fails, is killed, or a producer that
+raises makes the whole pipeline fail with that stage named: a dump that dies
+mid-stream never looks like a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from ops.errors import OpsError
+
+CHUNK = 1 << 20
+
+
+class PipelineError(OpsError):
+    """A stage of a pipeline failed; the message names it and quotes its stderr."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program in a pipeline: argv and extra environment."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        # `docker compose exec -T postgres pg_dump ...` is named by the program it runs
+        for word in self.argv:
+            if word in PROGRAM_NAMES:
+                return word
+        return os.path.basename(self.argv[0])
+
+
+PROGRAM_NAMES = {"pg_dump", "pg_dumpall", "pg_restore", "psql", "tar", "git", "zstd", "age"}
+
+
+@dataclass
+class StreamResult:
+    size: int = 0
+    sha256: str = ""
+    seconds: float = 0.0
+    stages: list[str] = field(default_factory=list)
+
+
+Producer = Command | Callable[[], Iterable[bytes]]
+
+
+def _stderr_tail(handle: IO[bytes]) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - 2000))
+    return handle.read().decode(errors="replace").strip()
+
+
+def _describe(returncode: int) -> str:
+    return f"was killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
+
+
+def stream(producer: Producer, stages: Sequence[Command], sink: Callable[[bytes], None] | None = None) -> StreamResult:
+    """Given a producer and filter stages, push the bytes through them into sink.
+
+    Return the size, sha256 and wall time of what reached the sink (the
+    last stage's output). Raise PipelineError naming the first stage that
+    failed (non-zero exit, killed, or a producer/sink exception), after
+    stopping every other stage.
+    """
+    commands = ([producer] if isinstance(producer, Command) else []) + list(stages)
+    if not commands:
+        raise PipelineError("a pipeline needs at least one command")
+    started = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    errs: list[IO[bytes]] = []
+    feeder_error: list[BaseException] = []
+    feeder: threading.Thread | None = None
+    with contextlib.ExitStack() as temporaries:
+        temporaries.callback(_stop, procs)
+        previous: IO[bytes] | None = None
+        for command in commands:
+            err: IO[bytes] = temporaries.enter_context(tempfile.TemporaryFile())
+            errs.append(err)
+            stdin: IO[bytes] | int = previous if previous is not None else subprocess.PIPE
+            if previous is None and isinstance(producer, Command):
+                stdin = subprocess.DEVNULL
+            try:
+                proc = subprocess.Popen(
+                    list(command.argv),
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    env={**os.environ, **dict(command.env)} if command.env else None,
+                )
+            except OSError as exc:
+                raise PipelineError(f"cannot start {command.name}: {exc}") from exc
+            if previous is not None:
+                previous.close()  # the child holds it now; our copy would keep the pipe open
+            procs.append(proc)
+            previous = proc.stdout
+        if not isinstance(producer, Command):
+            feeder = threading.Thread(target=_feed, args=(producer, procs[0], feeder_error), daemon=True)
+            feeder.start()
+        digest = hashlib.sha256()
+        size = 0
+        assert previous is not None
+        sink_error: BaseException | None = None
+        while chunk := previous.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if sink is not None and sink_error is None:
+                try:
+                    sink(chunk)
+                except Exception as exc:  # an upload that failed: stop the producers
+                    sink_error = exc
+                    break
+        if sink_error is not None:
+            raise PipelineError(f"writing the stream failed: {sink_error}") from sink_error
+        for proc in procs:
+            proc.wait()
+        if feeder is not None:
+            feeder.join()
+        if feeder_error:  # checked first: the stage it killed is not the cause
+            raise PipelineError(f"reading the input failed: {feeder_error[0]}") from feeder_error[0]
+        for command, proc, err in zip(commands, procs, errs, strict=True):
+            if proc.returncode != 0:
+                raise PipelineError(f"{command.name} {_describe(proc.returncode)}: {_stderr_tail(err)[-600:]}")
+        return StreamResult(size, digest.hexdigest(), time.monotonic() - started, [c.name for c in commands])
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Kill what still runs (after a failure) and close our pipe ends."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _feed(producer: Callable[[], Iterable[bytes]], first: subprocess.Popen[bytes], errors: list[BaseException]) -> None:
+    assert first.stdin is not None
+    try:
+        for chunk in producer():
+            first.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # the stage stopped reading; its exit status tells why
+    except Exception as exc:
+        errors.append(exc)
+        first.kill()  # a failed input must not end as a clean EOF
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            first.stdin.close()

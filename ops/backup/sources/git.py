@@ -1,0 +1,58 @@
+"""The git repository the reconciler writes: one bundle of every ref (``git bundle create - --all``).
+
+The plan also pushes it to a remote in real time; the bundle is the copy in
+the bucket. A restore clones the bundle into a new directory (scratch) and
+never touches the working repository.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ops.backup.context import BackupContext
+from ops.backup.manifest import Entry
+from ops.backup.pipeline import Command
+from ops.backup.sources.base import Emit, Feed
+from ops.errors import ConfigError, OpsError
+
+NAME = "git"
+SCHEDULE = "daily"
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise OpsError(f"git {' '.join(args)} in {repo} failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip()
+
+
+def backup(ctx: BackupContext, emit: Emit) -> None:
+    repo = ctx.git_repo
+    if not (repo / ".git").exists() and _git(repo, "rev-parse", "--is-bare-repository") != "true":
+        raise ConfigError(f"OPS_GIT_REPO: {repo} is not a git repository")
+    refs = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    if not refs:
+        return  # a repository with no commit has nothing to bundle
+    emit("repo.bundle", Command(("git", "-C", str(repo), "bundle", "create", "-", "--all")), {"refs": len(refs)})
+
+
+def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
+    """Clone the bundle into <project>/.ops/restore/git-<run>; never over the working repository."""
+    if into == "live":
+        raise ConfigError("git is restored beside the repository only (--into scratch); then fetch from it")
+    run_id = entry.object.split("/")[-3]
+    target = ctx.project_dir / ".ops" / "restore" / f"git-{run_id}"
+    if target.exists():
+        raise ConfigError(f"{target} exists already: remove it or pick another backup")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    bundle = target.parent / f"git-{run_id}.bundle"
+    feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
+    try:
+        subprocess.run(["git", "clone", "--quiet", "--mirror", str(bundle), str(target)], check=True, capture_output=True)
+        _git(target, "bundle", "verify", str(bundle))
+    except subprocess.CalledProcessError as exc:
+        raise OpsError(f"cloning the bundle failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+    finally:
+        bundle.unlink(missing_ok=True)
+    return f"repository restored as a mirror clone in {target}"

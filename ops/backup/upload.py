@@ -1,0 +1,50 @@
+"""Stream stdin as a multipart file upload: ``python -m ops.backup.upload URL [HEADER ...]``.
+
+A pipeline stage for restores into HTTP APIs (Qdrant's snapshot upload):
+nothing is buffered whole. Exits 1 with the server's answer on stderr when
+the upload is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+
+import httpx
+
+FIELD = "snapshot"
+
+
+def body(boundary: str) -> Iterator[bytes]:
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{FIELD}"; filename="{FIELD}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        yield chunk
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: python -m ops.backup.upload URL [Header: value ...]", file=sys.stderr)
+        return 2
+    boundary = uuid.uuid4().hex
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for header in argv[1:]:
+        key, _, value = header.partition(":")
+        headers[key.strip()] = value.strip()
+    try:
+        response = httpx.post(argv[0], content=body(boundary), headers=headers, timeout=httpx.Timeout(600, connect=10))
+    except httpx.HTTPError as exc:
+        print(f"upload to {argv[0]} failed: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code >= 300:
+        print(f"upload to {argv[0]} answered {response.status_code}: {response.text[:300]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

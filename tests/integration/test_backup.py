@@ -1,0 +1,309 @@
+"""Backups against real PostgreSQL 15, the real GCS client on an emulator, real git, zstd and age, and the Qdrant fake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops import tools
+from ops.backup import catalog
+from ops.backup.context import BackupContext, backup_context
+from ops.backup.drill import run_drill
+from ops.backup.manifest import MANIFEST, BackupNotFound
+from ops.backup.restore import run_restore
+from ops.backup.run import BackupFailed, run_backup
+from ops.backup.sources import postgres as pg_source
+from ops.backup.verify import run_verify
+from ops.config import load_settings
+from ops.errors import ConfigError, OpsError
+from ops.local.processes import GcsEmulatorServer, PostgresServer
+from ops.secrets import init_secrets
+from tests.conftest import require
+from tests.fakes.qdrant import QdrantState, qdrant_app
+from tests.fakes.server import ThreadedServer
+
+pytestmark = pytest.mark.integration
+OPS = (sys.executable, "-m", "ops.cli")
+
+SEED = """
+CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL, tags text[], created timestamptz DEFAULT now());
+INSERT INTO notes (body, tags) SELECT 'note ' || g || ' secret-marker', ARRAY['t' || (g % 7)] FROM generate_series(1, 5000) g;
+CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb);
+INSERT INTO events SELECT g, jsonb_build_object('n', g, 'ok', g % 2 = 0) FROM generate_series(1, 2000) g;
+CREATE SCHEMA audit;
+CREATE TABLE audit.log (at timestamptz, what text);
+INSERT INTO audit.log VALUES ('2026-11-22 02:00:00+00', 'seeded');
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresServer]:
+    """A cluster of the backup tests' own: a backup takes every database in it."""
+    require(tools.postgres_bin("initdb"), "PostgreSQL 15 (apt-get install postgresql)")
+    for tool in ("zstd", "age", "age-keygen", "git"):
+        require(shutil.which(tool), f"{tool} (apt-get install {tool})")
+    with PostgresServer() as server:
+        psql = [tools.postgres_bin("psql") or "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        env = {**server.libpq_env()}
+        subprocess.run([*psql, "-c", "CREATE DATABASE app"], env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+        subprocess.run([*psql, "-d", "app"], input=SEED, text=True, env={**env, "PATH": "/usr/bin:/bin"}, check=True)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def qdrant() -> Iterator[tuple[ThreadedServer, QdrantState]]:
+    state = QdrantState(api_key="qdrant-test-key-" + uuid.uuid4().hex)
+    with ThreadedServer(qdrant_app(state)) as server:
+        httpx.put(
+            f"{server.url}/collections/memories/points",
+            headers={"api-key": state.api_key},
+            json={"points": [{"id": i, "vector": [i / 10, 0.5], "payload": {"text": f"memory {i}"}} for i in range(300)]},
+        ).raise_for_status()
+        yield server, state
+
+
+@pytest.fixture(scope="module")
+def age_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """An age key pair (recipient, identity file) and a second, unrelated identity."""
+    folder = tmp_path_factory.mktemp("age")
+    keys = []
+    for name in ("key.txt", "other.txt"):
+        subprocess.run(["age-keygen", "-o", str(folder / name)], check=True, capture_output=True)
+        keys.append(folder / name)
+    recipient = subprocess.run(["age-keygen", "-y", str(keys[0])], check=True, capture_output=True, text=True).stdout.strip()
+    return recipient, keys[0], keys[1]
+
+
+def git_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    run = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    for i in range(3):
+        (path / f"file{i}.md").write_text(f"change {i}\n")
+        subprocess.run([*run, "add", "."], check=True)
+        subprocess.run([*run, "commit", "-q", "-m", f"change {i}"], check=True)
+    return path
+
+
+def make_context(
+    project: Path,
+    cluster: PostgresServer,
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],
+    **extra: str,
+) -> BackupContext:
+    if not (project / "vps.env").exists():
+        init_secrets(project / "vps.env.example", project / "vps.env")
+    server, state = qdrant
+    values = {
+        "OPS_BACKUP_BUCKET": gcs.bucket,
+        "OPS_BACKUP_GCS_ENDPOINT": gcs.url,
+        "OPS_BACKUP_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        "OPS_POSTGRES_URL": cluster.dsn(),
+        "OPS_QDRANT_URL": server.url,
+        "QDRANT_API_KEY": state.api_key,
+        "OPS_GIT_REPO": str(git_repo(project / "repo")) if not (project / "repo").exists() else str(project / "repo"),
+        **extra,
+    }
+    with (project / "vps.env").open("a") as env:
+        env.writelines(f"{k}={v}\n" for k, v in values.items())
+    return backup_context(load_settings(project))
+
+
+@pytest.fixture
+def ctx(
+    project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState]
+) -> BackupContext:
+    return make_context(project, cluster, gcs, qdrant)
+
+
+def test_backup_streams_every_source_and_writes_the_manifest_last(ctx: BackupContext) -> None:
+    report = run_backup(ctx, "daily")
+
+    names = sorted(f"{e.source}/{e.name}" for e in report.entries)
+    assert names == [
+        "git/repo.bundle",
+        "postgres/app.dump",
+        "postgres/postgres.dump",
+        "postgres/roles.sql",
+        "qdrant/memories.snapshot",
+    ]
+    stored = {o.name: o.size for o in ctx.bucket.list(ctx.run_prefix())}
+    for entry in report.entries:
+        assert stored[entry.object] == entry.size > 0
+    manifest = catalog.load(ctx)
+    assert manifest.run_id == report.run_id and manifest.finished_at
+    assert manifest.tools["pg_dump"].startswith("pg_dump (PostgreSQL) 15")
+    tables = manifest.select("postgres", "app.dump")[0].meta["tables"]
+    assert tables["public.notes"][0] == "5000" and tables["audit.log"][0] == "1"
+    assert run_verify(ctx).ok
+
+
+def test_backup_drop_restore_gives_identical_data(ctx: BackupContext, cluster: PostgresServer) -> None:
+    before = pg_source.fingerprints(ctx.postgres, "app")
+    backup = run_backup(ctx, "daily", ["postgres"])
+    psql = ctx.postgres.psql("app")
+    psql.query("DROP TABLE notes; DELETE FROM events WHERE id > 10; DROP SCHEMA audit CASCADE")
+    assert pg_source.fingerprints(ctx.postgres, "app") != before
+
+    report = run_restore(ctx, backup.run_id, "postgres", "app.dump", into="live")
+
+    assert pg_source.fingerprints(ctx.postgres, "app") == before
+    # what the restore replaced was saved first
+    safety = catalog.load(ctx, report.safety_backup)
+    assert safety.schedule == "pre-restore"
+    assert safety.select("postgres", "app.dump")[0].meta["tables"]["public.events"][0] == "10"
+
+
+def test_drill_restores_into_scratch_and_compares_every_table(ctx: BackupContext) -> None:
+    run_backup(ctx, "daily", ["postgres"])
+    report = run_drill(ctx)
+    assert report.ok, report.to_dict()
+    assert {t.table for t in report.tables if t.database == "app"} == {"audit.log", "public.events", "public.notes"}
+    scratch = [r[0] for r in ctx.postgres.psql().query("SELECT datname FROM pg_database WHERE datname LIKE 'ops_restore_%'")]
+    assert scratch == []  # dropped afterwards
+
+
+def test_drill_reports_a_restore_that_differs(ctx: BackupContext) -> None:
+    backup = run_backup(ctx, "daily", ["postgres"])
+    # a manifest recording other data than the dump holds: the drill must notice
+    name = ctx.object_name(backup.run_id, MANIFEST)
+    raw = json.loads(ctx.bucket.read_text(name))
+    for entry in raw["entries"]:
+        if entry["name"] == "app.dump":
+            entry["meta"]["tables"]["public.notes"][0] = "4999"
+    ctx.bucket.write_text(name, json.dumps(raw))
+
+    report = run_drill(ctx, backup.run_id)
+
+    assert not report.ok
+    assert [(t.table, t.ok) for t in report.tables if not t.ok] == [("public.notes", False)]
+
+
+def test_a_killed_pg_dump_leaves_no_manifest_and_fails(
+    project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState], tmp_path: Path
+) -> None:
+    # pg_dump that streams part of the dump and is then killed by a signal
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = Path(tools.postgres_bin("pg_dump") or "pg_dump").parent
+    for program in ("psql", "pg_dumpall", "pg_restore"):
+        (wrappers / program).symlink_to(real / program)
+    (wrappers / "pg_dump").write_text(f'#!/bin/bash\n"{real}/pg_dump" "$@" | head -c 20000\nkill -9 $$\n')
+    (wrappers / "pg_dump").chmod(0o755)
+    ctx = make_context(project, cluster, gcs, qdrant, OPS_POSTGRES_BIN_DIR=str(wrappers))
+
+    with pytest.raises(BackupFailed, match=r"pg_dump was killed by signal 9"):
+        run_backup(ctx, "daily", ["postgres"])
+
+    assert ctx.bucket.list(ctx.run_prefix()) == []  # nothing half-done is left, and no manifest
+    with pytest.raises(BackupNotFound):
+        catalog.load(ctx)
+    # and through the CLI: non-zero, with the reason
+    proc = subprocess.run(
+        [*OPS, "backup", "run", "--source", "postgres", "--project-dir", str(project)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "pg_dump was killed by signal 9" in proc.stderr
+
+
+def test_verify_catches_a_corrupted_object(ctx: BackupContext, project: Path) -> None:
+    backup = run_backup(ctx, "daily", ["git", "postgres"])
+    victim = backup.entries[-1]
+    data = bytearray(b"".join(ctx.bucket.read(victim.object)))
+    data[len(data) // 2] ^= 0xFF
+    with ctx.bucket.writer(victim.object) as out:
+        out.write(bytes(data))
+
+    report = run_verify(ctx, backup.run_id)
+
+    assert not report.ok
+    bad = [c for c in report.checks if not c.ok]
+    assert [c.object for c in bad] == [victim.object] and "the manifest says" in bad[0].detail
+    proc = subprocess.run(
+        [*OPS, "backup", "verify", backup.run_id, "--project-dir", str(project)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "BAD" in proc.stdout
+    with pytest.raises(OpsError, match="fails verification, nothing restored"):
+        run_restore(ctx, backup.run_id, into="live")
+
+
+def test_encrypted_backups_round_trip_and_hold_no_plaintext(
+    project: Path,
+    cluster: PostgresServer,
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],
+    age_keys: tuple[str, Path, Path],
+) -> None:
+    recipient, identity, other = age_keys
+    ctx = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_AGE_RECIPIENTS=recipient, OPS_BACKUP_AGE_IDENTITY=str(identity))
+    backup = run_backup(ctx, "daily", ["postgres", "qdrant"])
+    manifest = catalog.load(ctx, backup.run_id)
+    assert manifest.encrypted and manifest.recipients == [recipient]
+    for entry in manifest.entries:
+        stored = b"".join(ctx.bucket.read(entry.object))
+        assert entry.object.endswith(".zst.age") and stored.startswith(b"age-encryption.org/v1")
+        assert b"secret-marker" not in stored and b"SCRAM-SHA-256" not in stored
+
+    assert run_drill(ctx, backup.run_id).ok  # decrypts with the identity
+
+    wrong = dict(ctx.__dict__)
+    wrong["codec"] = type(ctx.codec)(ctx.codec.zstd_level, ctx.codec.recipients, other)
+    with pytest.raises(OpsError, match="no identity matched"):
+        run_restore(BackupContext(**wrong), backup.run_id, "postgres", "app.dump")
+    missing = dict(ctx.__dict__)
+    missing["codec"] = type(ctx.codec)(ctx.codec.zstd_level, ctx.codec.recipients, None)
+    with pytest.raises(ConfigError, match="set OPS_BACKUP_AGE_IDENTITY"):
+        run_restore(BackupContext(**missing), backup.run_id, into="live")
+    assert catalog.load(ctx, backup.run_id).entries == manifest.entries  # nothing was touched or deleted
+
+
+def test_qdrant_and_git_restore_into_scratch(ctx: BackupContext, qdrant: tuple[ThreadedServer, QdrantState]) -> None:
+    _, state = qdrant
+    backup = run_backup(ctx, "daily", ["qdrant", "git"])
+    assert not state.snapshots  # snapshots are deleted on the server after the download
+
+    report = run_restore(ctx, backup.run_id)
+
+    assert state.collections["memories_restored"] == state.collections["memories"]
+    clone = ctx.project_dir / ".ops" / "restore" / f"git-{backup.run_id}"
+    heads = ["git", "rev-parse", "refs/heads/main"]
+    assert (
+        subprocess.run([*heads], cwd=clone, capture_output=True, text=True).stdout
+        == subprocess.run(heads, cwd=ctx.git_repo, capture_output=True, text=True).stdout
+    )
+    assert len(report.restored) == 2
+
+
+def test_bad_input_is_named_and_deletes_nothing(
+    ctx: BackupContext, project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState]
+) -> None:
+    backup = run_backup(ctx, "daily", ["git"])
+    before = ctx.bucket.list(ctx.run_prefix())
+    with pytest.raises(BackupNotFound, match="no backup 20200101T000000Z-daily"):
+        run_restore(ctx, "20200101T000000Z-daily")
+    with pytest.raises(BackupNotFound, match="is not a backup id"):
+        run_verify(ctx, "../../etc/passwd")
+    with pytest.raises(OpsError, match="has no postgres"):
+        run_restore(ctx, backup.run_id, "postgres")
+    with pytest.raises(OpsError, match="unknown backup source 'mysql'"):
+        run_backup(ctx, "daily", ["mysql"])
+    assert ctx.bucket.list(ctx.run_prefix()) == before
+
+    missing = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_BUCKET="no-such-bucket")
+    with pytest.raises(ConfigError, match="bucket 'no-such-bucket' does not exist"):
+        run_backup(missing, "daily", ["git"])
+    wrong_key = make_context(project, cluster, gcs, qdrant, QDRANT_API_KEY="wrong")
+    with pytest.raises(BackupFailed, match="wrong QDRANT_API_KEY"):
+        run_backup(wrong_key, "daily", ["qdrant"])
+    with pytest.raises(ConfigError, match="not an age public key"):
+        make_context(project, cluster, gcs, qdrant, OPS_BACKUP_AGE_RECIPIENTS="age1notakey")
