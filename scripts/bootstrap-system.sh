@@ -12,6 +12,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# backups stream through zstd and age; the git source bundles with git
+for tool in zstd age git; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ "${1:-}" = "stack" ]; then  # the stack tier only; local mode needs none of these
   [ -x /usr/sbin/dockerd ] || need+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)

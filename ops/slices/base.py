@@ -45,6 +45,8 @@ class Target:
     # the test harness rejects the key at the mock provider; on the VPS the slice
     # engine restarts litellm with a broken key. None: no drill available here.
     break_openai: Callable[[], AbstractContextManager[None]] | None = None
+    # The project's settings, for slices that act through ops itself (slice 10 runs a backup and a drill).
+    settings: Settings | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Target:
@@ -60,6 +62,7 @@ class Target:
             langfuse_url=langfuse,
             langfuse_public_key=env["LANGFUSE_PUBLIC_KEY"],
             langfuse_secret_key=env["LANGFUSE_SECRET_KEY"],
+            settings=settings,
         )
 
     def chat(self, model: str, content: str, **extra: Any) -> tuple[httpx.Response, float]:

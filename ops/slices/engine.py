@@ -236,9 +236,10 @@ def run_apply(runtime: Runtime, number: int, dry_run: bool = False) -> ApplyRepo
             )
             if plan.services:
                 runtime.compose.up(plan.services, force_recreate=files_changed)
+            installed = module.install(runtime.settings) if hasattr(module, "install") else []
             lock.heartbeat()
             after = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running}
-            changed = [s for s in plan.services if before.get(s) != after.get(s)]
+            changed = [s for s in plan.services if before.get(s) != after.get(s)] + installed
             checks = module.verify(runtime.target)
         except BaseException as exc:
             journal.finish(entry, "failed", f"{type(exc).__name__}: {exc}")
@@ -339,6 +340,9 @@ def _rollback_to(runtime: Runtime, plan: Plan, snapshot: Path, files_from: Path 
         elif target.exists():
             target.unlink()
             report.steps.append(f"removed {name} (saved in {saved.name})")
+    module = get_slice(plan.number)
+    if hasattr(module, "install"):  # what the slice installs outside the project follows its restored files
+        report.steps += module.install(runtime.settings)
     running = [s for s, container in state["containers"].items() if container]
     if running:
         compose.up(running)

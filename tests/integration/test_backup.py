@@ -26,7 +26,7 @@ from ops.config import load_settings
 from ops.errors import ConfigError, OpsError
 from ops.local.processes import GcsEmulatorServer, PostgresServer
 from ops.secrets import init_secrets
-from tests.conftest import require
+from tests.conftest import REPO, require
 from tests.fakes.qdrant import QdrantState, qdrant_app
 from tests.fakes.server import ThreadedServer
 
@@ -307,3 +307,29 @@ def test_bad_input_is_named_and_deletes_nothing(
         run_backup(wrong_key, "daily", ["qdrant"])
     with pytest.raises(ConfigError, match="not an age public key"):
         make_context(project, cluster, gcs, qdrant, OPS_BACKUP_AGE_RECIPIENTS="age1notakey")
+
+
+def test_slice_10_installs_the_jobs_then_verifies_with_a_backup_and_a_drill(ctx: BackupContext, project: Path) -> None:
+    from ops.slices import run_verify as verify_slice
+    from ops.slices import slice_10
+    from ops.slices.base import Target
+
+    shutil.copytree(REPO / "backups", project / "backups")
+    cron = project / "cron.d" / "aistack-backups"
+    with (project / "vps.env").open("a") as env:
+        env.write(f"OPS_BACKUP_CRON_FILE={cron}\n")
+    settings = load_settings(project)
+    target = Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk", settings=settings)
+
+    missing = verify_slice(10, target)
+    assert not missing.ok and missing.checks[0].name == "jobs installed" and not missing.checks[0].ok
+
+    assert slice_10.install(settings) == [f"installed {cron}"]
+    assert slice_10.install(settings) == []  # idempotent
+    assert f"OPS_PROJECT_DIR={project}\n" in cron.read_text() and oct(cron.stat().st_mode & 0o777) == "0o644"
+    report = verify_slice(10, target)
+    assert report.ok, report.to_dict()
+    assert [c.name for c in report.checks] == ["jobs installed", "files appear in GCS", "restore test succeeds"]
+
+    (project / "backups" / "crontab").unlink()  # a rollback to before the slice removes the jobs
+    assert slice_10.install(settings) == [f"removed {cron}"] and not cron.exists()
