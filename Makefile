@@ -70,6 +70,7 @@ test: system-stack install clients lint typecheck
 bench: system install
 	$(BIN)/ops bench gateway
 	$(BIN)/ops bench memory
+	$(BIN)/ops bench backup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

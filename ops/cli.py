@@ -397,5 +397,27 @@ def bench_gateway(project_dir: Path, requests: int, concurrencies: tuple[int, ..
         click.echo(gateway_bench_text(result))
 
 
+@bench.command("backup")
+@project_dir_option
+@click.option("--size", "sizes", multiple=True, type=int, default=(200, 1000), show_default=True, help="Database MB.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_backup(project_dir: Path, sizes: tuple[int, ...], as_json: bool) -> None:
+    """Our streaming backup vs the plan's pg_dump | gzip > file, then upload: time, memory, disk."""
+    from ops.bench.backup import run_backup_bench
+
+    result = run_backup_bench(load_settings(project_dir), tuple(sizes))
+    if as_json:
+        _emit(result.to_dict())
+        return
+    click.echo(f"{'db MB':>6} {'way':<5}{'seconds':>9}{'peak MB':>9}{'disk MB':>9}{'staged MB':>10}{'stored MB':>10}")
+    for r in result.runs:
+        click.echo(
+            f"{r.database_mb:>6.0f} {r.way:<5}{r.seconds:>9.1f}{r.peak_mb:>9.0f}"
+            f"{r.disk_written_mb:>9.0f}{r.staged_mb:>10.0f}{r.stored_mb:>10.0f}"
+        )
+    for ratio in result.ratios():
+        click.echo(f"{ratio['database_mb']:>6} MB: time ours/plan {ratio['time_ratio']}x, memory {ratio['memory_ratio']}x")
+
+
 if __name__ == "__main__":
     main()
