@@ -349,7 +349,10 @@ def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, as_json: 
         for problem in report.problems:
             click.echo(f"PROBLEM {problem}")
         same = sum(t.ok for t in report.tables)
-        click.echo(f"{'OK' if report.ok else 'FAILED'}: drill of {report.run_id}: {same}/{len(report.tables)} tables identical")
+        verdict = "OK" if report.ok else "FAILED"
+        click.echo(
+            f"{verdict}: drill of {report.run_id}: {report.databases} databases, {same}/{len(report.tables)} tables identical"
+        )
     sys.exit(0 if report.ok else 1)
 
 

@@ -43,17 +43,19 @@ class DrillReport:
     run_id: str
     tables: list[TableCheck] = field(default_factory=list)
     objects_ok: bool = False
+    databases: int = 0  # restored and compared
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.objects_ok and bool(self.tables) and all(t.ok for t in self.tables) and not self.problems
+        return self.objects_ok and self.databases > 0 and all(t.ok for t in self.tables) and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.run_id,
             "ok": self.ok,
             "objects_ok": self.objects_ok,
+            "databases": self.databases,
             "tables": [t.to_dict() for t in self.tables],
             "problems": self.problems,
         }
@@ -85,12 +87,14 @@ def run_drill(ctx: BackupContext, run_id: str | None = None, keep: bool = False)
         try:
             postgres.restore(ctx, entry, "scratch", feeder(ctx, manifest, entry))
             report.tables += compare(database, entry.meta.get("tables", {}), postgres.fingerprints(ctx.postgres, scratch))
+            report.databases += 1
         except OpsError as exc:
             report.problems.append(f"database {database}: {exc}")
         finally:
             if not keep:
                 ctx.postgres.psql().query('DROP DATABASE IF EXISTS :"d" WITH (FORCE)', d=scratch)
-    message = f"drill of {manifest.run_id}: {sum(t.ok for t in report.tables)}/{len(report.tables)} tables identical"
+    same = sum(t.ok for t in report.tables)
+    message = f"drill of {manifest.run_id}: {report.databases} databases, {same}/{len(report.tables)} tables identical"
     if report.problems:
         message += "; " + "; ".join(report.problems[:3])
     notify(NotifyConfig(ctx.ping_url), Notice("drill", report.ok, message))

@@ -10,6 +10,7 @@ Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -23,7 +24,7 @@ import httpx
 from ops.config import Settings
 from ops.errors import ServiceError
 from ops.gateway.litellm_config import model_groups
-from ops.local.processes import LiteLLMServer, MockProviderServer, PostgresServer, RedisServer
+from ops.local.processes import GcsEmulatorServer, LiteLLMServer, MockProviderServer, PostgresServer, RedisServer
 
 INIT_SCRIPT = Path("postgres/init/create-databases.sh")
 APP_DATABASES = ("litellm", "n8n", "langfuse")
@@ -77,6 +78,27 @@ def ask(gateway: LiteLLMServer, group: str, prompt: str) -> Routed:
     )
 
 
+def backup_and_drill(settings: Settings, postgres: PostgresServer, gcs: GcsEmulatorServer) -> str:
+    """Back up every database of postgres into gcs's bucket, restore it into scratch databases, compare; say how it went.
+
+    Raise OpsError if the backup fails.
+    """
+    from ops.backup.context import backup_context
+    from ops.backup.drill import run_drill
+    from ops.backup.run import run_backup
+
+    local = {"OPS_BACKUP_BUCKET": gcs.bucket, "OPS_BACKUP_GCS_ENDPOINT": gcs.url, "OPS_POSTGRES_URL": postgres.dsn()}
+    ctx = backup_context(dataclasses.replace(settings, env={**settings.env, **local, "OPS_BACKUP_AGE_RECIPIENTS": ""}))
+    report = run_backup(ctx, "manual", ["postgres"])
+    drill = run_drill(ctx, report.run_id)
+    same = sum(t.ok for t in drill.tables)
+    verdict = "drill OK" if drill.ok else "drill FAILED: " + "; ".join(drill.problems)
+    return (
+        f"  backup {report.run_id}: {len(report.entries)} objects, {report.size} bytes; "
+        f"{verdict}: {drill.databases} databases restored, {same}/{len(drill.tables)} tables identical"
+    )
+
+
 def run_demo(
     settings: Settings,
     keep_running: bool = False,
@@ -120,6 +142,11 @@ def run_demo(
                 via += f" after {routed.fallbacks} fallback(s)"
             echo(f"{group:<10} {routed.status}  -> {via}")
             echo(f"{'':<15}{routed.answer}")
+        echo("")
+        echo("backing up the local Postgres to a GCS emulator, then a restore drill ...")
+        gcs = started.enter_context(GcsEmulatorServer())
+        echo(f"  bucket {gcs.bucket} at {gcs.url}")
+        echo(backup_and_drill(settings, postgres, gcs))
         if keep_running:
             with contextlib.suppress(KeyboardInterrupt):  # entered first: Ctrl-C right after the prompt is a clean stop
                 echo("")

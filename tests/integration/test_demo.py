@@ -56,6 +56,9 @@ def test_demo_routes_each_model_group_to_its_provider() -> None:
             rf"^{re.escape(group)}\s+200\s+-> {re.escape(deployment)} at http://127\.0\.0\.1:\d+", proc.stdout, re.M
         ), proc.stdout
         assert f"You said: Hello {group}, what are you?" in proc.stdout
+    # the local stack's backup loop: every database (4) and the roles to the bucket, restored, compared
+    drill = r"^  backup \S+-manual: 5 objects, \d+ bytes; drill OK: 4 databases restored, (\d+)/\1 tables identical$"
+    assert re.search(drill, proc.stdout, re.M), proc.stdout
     assert all(_closed(port) for port in _ports(proc.stdout)), "a service the demo started is still listening"
 
 
