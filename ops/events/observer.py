@@ -1,0 +1,190 @@
+"""The observer agent: every event logged, decided, and (when approved) committed to git.
+
+For each event from the consumer group the observer appends it to an
+append-only JSONL log, then makes its change request: rejected if its path
+is unsafe; held (pending) if its version does not follow the version last
+applied to git for its aggregate (a conflict), if the agent asked for
+approval, if it deletes, or if it writes outside the auto-approved roots;
+approved otherwise. Approved requests are committed by the reconciler; after
+each commit the held conflicts of that aggregate are decided again. The
+event is acknowledged only after all that, so a crash means a re-delivery,
+and the change request id and the commit trailer make the re-delivery a
+no-op: nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ops.events.changes import ChangeRequest, ChangeStore
+from ops.events.consumer import Consumer, Stats, trim
+from ops.events.publisher import Streams
+from ops.events.reconciler import PushConflict, Reconciler, UnsafePath, target_path
+from ops.events.schema import Event
+
+CONFLICT = "version conflict"
+TAIL_BYTES = 4 << 20  # how much of the log is read at start to recognise re-delivered events
+
+
+@dataclass(frozen=True)
+class Policy:
+    roots: tuple[str, ...] = ("tasks", "notes", "projects", "memory", "workflows", "config")
+    auto_roots: tuple[str, ...] = ("tasks", "notes", "projects", "memory")
+
+
+def decide(event: Event, applied: int, policy: Policy) -> tuple[str, str]:
+    """Return (status, reason) for event, given the version applied to git for its aggregate."""
+    if event.version != applied + 1:
+        return "pending", f"{CONFLICT}: the event is version {event.version}, git has {event.aggregate_id} at {applied}"
+    if event.metadata.approval_required:
+        return "pending", "the agent asked for approval"
+    if event.payload.action.endswith("_deleted") or event.payload.action == "delete":
+        return "pending", "it deletes a file"
+    root = event.payload.resource.removeprefix("/").split("/")[0]
+    if root not in policy.auto_roots:
+        return "pending", f"{root}/ changes need approval (auto-approved: {', '.join(policy.auto_roots)})"
+    return "approved", "low risk: auto-approved"
+
+
+class EventLog:
+    """The append-only JSONL log; an event re-delivered after a crash is not written twice."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._seen: set[str] = set()
+        if path.exists():
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - TAIL_BYTES))
+                for line in handle.read().splitlines():
+                    try:
+                        self._seen.add(json.loads(line)["event"]["event_id"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line or the cut first one
+
+    def append(self, stream_id: str, event: Event) -> bool:
+        if event.event_id in self._seen:
+            return False
+        line = json.dumps({"stream_id": stream_id, "logged_at": datetime.now(UTC).isoformat(), "event": event.to_dict()})
+        with self.path.open("a") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._seen.add(event.event_id)
+        return True
+
+
+class Observer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        state_dir: Path,
+        reconciler: Reconciler,
+        policy: Policy | None = None,
+        streams: Streams | None = None,
+        on_pending: Callable[[ChangeRequest], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.streams = streams or Streams()
+        self.policy = policy or Policy()
+        self.reconciler = reconciler
+        self.log = EventLog(state_dir / "events.jsonl")
+        self.store = ChangeStore(state_dir / "change-requests", client, self.streams)
+        self.applied_key = f"{self.streams.name}:applied"
+        self.on_pending = on_pending
+
+    def applied_version(self, aggregate_id: str) -> int:
+        return int(self.client.hget(self.applied_key, aggregate_id) or 0)
+
+    def handle(self, stream_id: str, event: Event) -> None:
+        """The consumer's handler: log, decide, apply. Raise (so the entry stays pending) if git or Redis fails."""
+        self.log.append(stream_id, event)
+        try:
+            target_path(self.reconciler.repo, event.payload.resource, self.policy.roots)
+        except UnsafePath as exc:
+            self.store.create(event, stream_id, "rejected", str(exc))
+            return
+        status, reason = decide(event, self.applied_version(event.aggregate_id), self.policy)
+        cr, created = self.store.create(event, stream_id, status, reason)
+        if cr.status == "approved":
+            self.apply(cr)
+        elif created and cr.status == "pending" and self.on_pending is not None:
+            self.on_pending(cr)
+
+    def apply(self, cr: ChangeRequest) -> ChangeRequest:
+        """Commit an approved change request; then decide its aggregate's held conflicts again."""
+        event = cr.parsed
+        try:
+            applied = self.reconciler.apply(event)
+        except UnsafePath as exc:
+            return self.store.update(cr, "rejected", str(exc))
+        except PushConflict as exc:
+            held = self.store.update(cr, "pending", f"{CONFLICT} in git: {exc}")
+            if self.on_pending is not None:
+                self.on_pending(held)
+            return held
+        self.client.hset(self.applied_key, event.aggregate_id, max(self.applied_version(event.aggregate_id), event.version))
+        done = self.store.update(cr, "applied", applied.note, commit=applied.commit)
+        self._redecide(event.aggregate_id)
+        return done
+
+    def _redecide(self, aggregate_id: str) -> None:
+        for cr in self.store.list("pending"):
+            if cr.event["aggregate_id"] != aggregate_id or not cr.reason.startswith(CONFLICT):
+                continue
+            status, reason = decide(cr.parsed, self.applied_version(aggregate_id), self.policy)
+            if status == "approved":
+                self.apply(self.store.update(cr, "approved", f"decided again after version {cr.event['version'] - 1}: {reason}"))
+                return  # apply() decided the rest again
+
+    def apply_approved(self) -> int:
+        """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many."""
+        approved = self.store.list("approved")
+        for cr in approved:
+            self.apply(cr)
+        return len(approved)
+
+    def run(
+        self,
+        stop: threading.Event,
+        consumer: Consumer | None = None,
+        max_idle_polls: int | None = None,
+        keep_last: int = 10_000,
+    ) -> Stats:
+        """Consume until stop is set (or max_idle_polls empty polls); trim acknowledged entries beyond keep_last."""
+        consumer = consumer or Consumer(self.client, self.handle, self.streams)
+        consumer.ensure_group()
+        idle = 0
+        polls = 0
+        while not stop.is_set():
+            handled = consumer.poll(block_ms=1000) + self.apply_approved()
+            polls += 1
+            if polls % 100 == 0:
+                trim(self.client, self.streams, keep_last)
+            idle = 0 if handled else idle + 1
+            if max_idle_polls is not None and idle >= max_idle_polls:
+                break
+        return consumer.stats
+
+
+def status(observer: Observer) -> dict[str, Any]:
+    """What the observer sees: stream length, pending entries, dead letters, change requests by status."""
+    counts: dict[str, int] = {}
+    values: Any = observer.client.hvals(observer.store.index)
+    for value in values:
+        counts[str(value)] = counts.get(str(value), 0) + 1
+    return {
+        "stream": observer.streams.name,
+        "length": observer.client.xlen(observer.streams.name),
+        "dead_letters": observer.client.xlen(observer.streams.dead),
+        "change_requests": counts,
+    }

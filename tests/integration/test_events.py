@@ -1,0 +1,331 @@
+"""Events on a real Redis 7 (AOF) and changes committed to real git repositories with a bare remote."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from ops.events.consumer import Consumer, trim
+from ops.events.observer import Observer, Policy
+from ops.events.publisher import Publisher, VersionConflict
+from ops.events.reconciler import Reconciler, UnsafePath, target_path
+from ops.events.schema import InvalidEvent, new_event_id
+from ops.local.processes import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def event(aggregate: str, version: int, resource: str, **over: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "event_id": over.pop("event_id", None) or new_event_id(),
+        "event_type": "agent.action.completed",
+        "aggregate_id": aggregate,
+        "version": version,
+        "timestamp": "2026-11-22T10:30:00Z",
+        "agent": {"model": "claude-3", "agent_id": "agent-main", "session_id": "session-xyz"},
+        "payload": {
+            "action": over.pop("action", "task_created"),
+            "resource": resource,
+            "data": over.pop("data", {"title": f"v{version}"}),
+            "reasoning": "User requested it",
+        },
+        "metadata": {"correlation_id": "req-789", "approval_required": over.pop("approval_required", False)},
+    }
+    assert not over
+    return raw
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare remote with one commit on main, like the truth repository's origin."""
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "clone", "-q", str(bare), str(seed)], check=True, capture_output=True)
+    (seed / "README.md").write_text("truth\n")
+    git(seed, "add", ".")
+    git(seed, "-c", "user.name=h", "-c", "user.email=h@example.com", "commit", "-q", "-m", "start")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    return bare
+
+
+@pytest.fixture
+def work(tmp_path: Path, remote: Path) -> Path:
+    clone = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True, capture_output=True)
+    return clone
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield c
+    c.close()
+
+
+def observer_for(client: redis.Redis, work: Path, tmp_path: Path) -> Observer:
+    return Observer(client, tmp_path / "state", Reconciler(work, Policy().roots))
+
+
+def drain(observer: Observer, consumer: Consumer | None = None) -> None:
+    observer.run(threading.Event(), consumer, max_idle_polls=1)
+
+
+def subjects(remote: Path) -> list[str]:
+    return git(remote, "log", "--format=%s", "main").splitlines()
+
+
+def test_publish_is_idempotent_and_checks_the_version_atomically(client: redis.Redis) -> None:
+    publisher = Publisher(client)
+    first = event("project:life-os", 1, "/tasks/t-1")
+    published = publisher.publish(first)
+    again = publisher.publish(first)  # a retried publish
+    assert again.duplicate and again.stream_id == published.stream_id
+    assert client.xlen("agent_events") == 1
+    with pytest.raises(VersionConflict, match="the event has version 1, the aggregate is at 1"):
+        publisher.publish(event("project:life-os", 1, "/tasks/t-2"))
+    with pytest.raises(VersionConflict, match="expected 2"):
+        publisher.publish(event("project:life-os", 3, "/tasks/t-2"))
+    assert publisher.publish(event("project:life-os", 2, "/tasks/t-2")).duplicate is False
+    # XREAD sees them (the plan's check)
+    assert [f["version"] for _, f in client.xread({"agent_events": "0"})[0][1]] == ["1", "2"]
+
+    # concurrent writers of one aggregate: exactly one wins each version
+    outcomes: list[str] = []
+
+    def writer() -> None:
+        try:
+            publisher.publish(event("project:race", 1, "/tasks/r"))
+            outcomes.append("ok")
+        except VersionConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda e: e.pop("aggregate_id"), "aggregate_id"),
+        (lambda e: e.update(version=0), "version"),
+        (lambda e: e.update(version="3"), "version"),
+        (lambda e: e.update(timestamp="2026-11-22 10:30"), "timestamp"),
+        (lambda e: e["agent"].pop("model"), "agent.model"),
+        (lambda e: e["payload"].update(data=[1]), "payload.data"),
+        (lambda e: e["metadata"].update(approval_required="no"), "metadata.approval_required"),
+        (lambda e: e.update(extra=1), "extra"),
+        (lambda e: e.update(event_id="42"), "event_id"),
+    ],
+)
+def test_invalid_events_are_refused_naming_the_field(client: redis.Redis, change: Any, field: str) -> None:
+    raw = event("project:life-os", 1, "/tasks/t")
+    change(raw)
+    with pytest.raises(InvalidEvent) as caught:
+        Publisher(client).publish(raw)
+    assert caught.value.field == field
+    assert client.exists("agent_events") == 0
+
+
+def test_low_risk_changes_commit_high_risk_ones_wait(client: redis.Redis, work: Path, remote: Path, tmp_path: Path) -> None:
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    publisher.publish(event("project:life-os", 1, "/tasks/task-456", data={"title": "Buy milk"}))
+    publisher.publish(event("project:life-os", 2, "/workflows/router", data={"nodes": 3}))
+    publisher.publish(event("project:life-os", 3, "/tasks/task-457"))
+    drain(observer)
+
+    assert subjects(remote) == ["task_created: /tasks/task-456", "start"]
+    body = git(remote, "log", "-1", "--format=%B", "main")
+    assert "Event-Id: evt_" in body and "Aggregate: project:life-os@1" in body
+    assert git(remote, "show", "main:tasks/task-456.json") == '{\n  "title": "Buy milk"\n}'
+    pending = {c.event["version"]: c.reason for c in observer.store.list("pending")}
+    assert pending[2].startswith("workflows/ changes need approval")
+    assert pending[3] == "version conflict: the event is version 3, git has project:life-os at 1"
+
+    # approving v2 commits it, then v3 (held only by the conflict) is decided again and committed
+    observer.store.decide(f"cr_{observer.store.list('pending')[0].event['event_id']}", True, "alice")
+    drain(observer)
+    assert subjects(remote) == [
+        "task_created: /tasks/task-457",
+        "task_created: /workflows/router",
+        "task_created: /tasks/task-456",
+        "start",
+    ]
+    assert {c.status for c in observer.store.list()} == {"applied"}
+    lines = (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # every event logged once
+
+
+def test_no_commit_when_nothing_changed(client: redis.Redis, work: Path, remote: Path, tmp_path: Path) -> None:
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    publisher.publish(event("project:p", 1, "/notes/today.md", data={"content": "hello"}))
+    publisher.publish(event("project:p", 2, "/notes/today.md", data={"content": "hello\n"}))
+    drain(observer)
+    assert subjects(remote) == ["task_created: /notes/today.md", "start"]
+    assert [c.status for c in observer.store.list()] == ["applied", "applied"]
+    assert observer.applied_version("project:p") == 2
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["/etc/passwd", "//etc/passwd", "/tasks/../.git/config", "/.git/hooks/post-commit", "/tasks/.gitattributes",
+     "/tasks/a\\b", "C:/tasks/x", "/tasks/", "/tasks", "/tasks/./x", "/tasks/x y"],
+)  # fmt: skip
+def test_unsafe_paths_are_refused(work: Path, resource: str) -> None:
+    with pytest.raises(UnsafePath):
+        target_path(work, resource, Policy().roots)
+
+
+def test_symlink_tricks_are_refused_and_nothing_is_written(client: redis.Redis, work: Path, remote: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (work / "tasks").symlink_to(outside)
+    (work / "notes").mkdir()
+    (work / "notes" / "link.json").symlink_to(work / ".git" / "config")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        target_path(work, "/tasks/x", Policy().roots)
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        target_path(work, "/notes/link", Policy().roots)
+
+    (work / "tasks").unlink()
+    (work / "notes" / "link.json").unlink()
+    (work / "notes").rmdir()
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    publisher.publish(event("project:p", 1, "/../../outside/owned"))
+    drain(observer)
+    [cr] = observer.store.list()
+    assert cr.status == "rejected" and "'..'" in cr.reason
+    assert list(outside.iterdir()) == [] and subjects(remote) == ["start"]
+
+
+def test_a_failing_handler_retries_then_dead_letters_with_the_reason(client: redis.Redis) -> None:
+    publisher = Publisher(client)
+    publisher.publish(event("project:p", 1, "/tasks/a"))
+    client.xadd("agent_events", {"event": "{not json"})
+    seen: list[str] = []
+
+    def flaky(stream_id: str, ev: Any) -> None:
+        seen.append(ev.event_id)
+        raise RuntimeError("disk full")
+
+    consumer = Consumer(client, flaky, max_deliveries=3, claim_idle_ms=0)
+    consumer.ensure_group()
+    for _ in range(5):
+        consumer.poll(block_ms=10)
+
+    assert len(seen) == 3
+    dead = client.xrange("agent_events:dead")
+    reasons = sorted(f["reason"] for _, f in dead)
+    assert reasons[0].startswith("failed 3 deliveries; last: RuntimeError: disk full")
+    assert reasons[1].startswith("invalid event: event: is not JSON")
+    assert client.xpending("agent_events", "observer")["pending"] == 0
+
+
+def test_a_crashed_consumers_entries_are_claimed_and_trim_keeps_unacknowledged(client: redis.Redis) -> None:
+    publisher = Publisher(client)
+    for v in range(1, 6):
+        publisher.publish(event("project:p", v, f"/tasks/t{v}"))
+    handled: list[int] = []
+    crashed = Consumer(client, lambda s, e: None, name="crashed", batch=3)
+    crashed.ensure_group()
+    client.xreadgroup("observer", "crashed", {"agent_events": ">"}, count=3)  # read, never acknowledged
+    assert trim(client) == 0  # the three are unacknowledged, two undelivered: nothing goes
+
+    survivor = Consumer(client, lambda s, e: handled.append(e.version), name="survivor", claim_idle_ms=0)
+    survivor.poll(block_ms=10)  # claims the crashed consumer's three
+    survivor.poll(block_ms=10)  # then reads the other two
+    assert sorted(handled) == [1, 2, 3, 4, 5]
+    assert trim(client) == 5 and client.xlen("agent_events") == 0
+
+
+def test_observer_killed_mid_batch_restarts_with_no_lost_and_no_duplicate_commits(
+    client: redis.Redis, work: Path, remote: Path, tmp_path: Path
+) -> None:
+    publisher = Publisher(client)
+    for v in range(1, 7):
+        publisher.publish(event("project:p", v, f"/tasks/t{v}"))
+    observer = observer_for(client, work, tmp_path)
+
+    class Killed(BaseException):
+        pass
+
+    real_apply = observer.reconciler.apply
+    calls = {"n": 0}
+
+    def dying_apply(ev: Any) -> Any:
+        calls["n"] += 1
+        result = real_apply(ev)  # the commit is pushed ...
+        if calls["n"] == 3:
+            raise Killed  # ... and the process dies before acknowledging
+        return result
+
+    observer.reconciler.apply = dying_apply  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        drain(observer, Consumer(client, observer.handle, name="first", claim_idle_ms=0))
+    assert len(subjects(remote)) == 4  # start + 3 commits, the third not acknowledged
+
+    restarted = observer_for(client, work, tmp_path)  # a new process: state from disk and Redis only
+    drain(restarted, Consumer(client, restarted.handle, name="second", claim_idle_ms=0))
+    assert subjects(remote) == [f"task_created: /tasks/t{v}" for v in range(6, 0, -1)] + ["start"]
+    assert len((tmp_path / "state" / "events.jsonl").read_text().splitlines()) == 6
+    assert {c.status for c in restarted.store.list()} == {"applied"}
+
+
+def test_a_push_race_is_redecided_never_forced(client: redis.Redis, work: Path, remote: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True, capture_output=True)
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    reconciler = observer.reconciler
+    real_sync = reconciler.sync
+    pushes = {"n": 0}
+
+    def racing_sync() -> str:
+        head = real_sync()
+        if pushes["n"] < 2:  # someone pushes right after we synced
+            pushes["n"] += 1
+            name = "tasks/t1.json" if pushes["n"] == 2 else f"notes/human{pushes['n']}.md"
+            (other / name).parent.mkdir(exist_ok=True)
+            (other / name).write_text("human edit\n")
+            git(other, "add", ".")
+            git(other, "-c", "user.name=h", "-c", "user.email=h@example.com", "commit", "-q", "-m", f"human {pushes['n']}")
+            git(other, "push", "-q", "origin", "HEAD:main")
+        return head
+
+    reconciler.sync = racing_sync  # type: ignore[method-assign]
+    publisher.publish(event("project:p", 1, "/tasks/t1"))
+    drain(observer)
+    # first race: another file, re-applied on top; second race: the same file -> held, not forced
+    [cr] = observer.store.list()
+    assert cr.status == "pending" and "tasks/t1.json changed in the remote" in cr.reason
+    assert git(remote, "show", "main:tasks/t1.json") == "human edit"
+    assert subjects(remote)[:2] == ["human 2", "human 1"]
+
+
+def test_redis_restarted_with_aof_loses_no_event(redis_server: RedisServer, work: Path, remote: Path, tmp_path: Path) -> None:
+    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    publisher = Publisher(c)
+    for v in range(1, 21):
+        publisher.publish(event("project:p", v, f"/tasks/t{v}"))
+    c.close()
+    redis_server.halt()  # SIGTERM: Redis flushes the AOF (appendfsync everysec) on shutdown
+    redis_server.start()
+    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert c.xlen("agent_events") == 20 and int(c.hget("agent_events:versions", "project:p") or 0) == 20
+    observer = observer_for(c, work, tmp_path)
+    drain(observer)
+    assert len(subjects(remote)) == 21
+    c.close()
