@@ -98,7 +98,8 @@ def test_publish_is_idempotent_and_checks_the_version_atomically(client: redis.R
         publisher.publish(event("project:life-os", 3, "/tasks/t-2"))
     assert publisher.publish(event("project:life-os", 2, "/tasks/t-2")).duplicate is False
     # XREAD sees them (the plan's check)
-    assert [f["version"] for _, f in client.xread({"agent_events": "0"})[0][1]] == ["1", "2"]
+    read: Any = client.xread({"agent_events": "0"})
+    assert [f["version"] for _, f in read[0][1]] == ["1", "2"]
 
     # concurrent writers of one aggregate: exactly one wins each version
     outcomes: list[str] = []
@@ -228,11 +229,12 @@ def test_a_failing_handler_retries_then_dead_letters_with_the_reason(client: red
         consumer.poll(block_ms=10)
 
     assert len(seen) == 3
-    dead = client.xrange("agent_events:dead")
+    dead: Any = client.xrange("agent_events:dead")
     reasons = sorted(f["reason"] for _, f in dead)
     assert reasons[0].startswith("failed 3 deliveries; last: RuntimeError: disk full")
     assert reasons[1].startswith("invalid event: event: is not JSON")
-    assert client.xpending("agent_events", "observer")["pending"] == 0
+    pending: Any = client.xpending("agent_events", "observer")
+    assert pending["pending"] == 0
 
 
 def test_a_crashed_consumers_entries_are_claimed_and_trim_keeps_unacknowledged(client: redis.Redis) -> None:
@@ -273,7 +275,7 @@ def test_observer_killed_mid_batch_restarts_with_no_lost_and_no_duplicate_commit
             raise Killed  # ... and the process dies before acknowledging
         return result
 
-    observer.reconciler.apply = dying_apply  # type: ignore[method-assign]
+    observer.reconciler.apply = dying_apply  # type: ignore[method-assign,assignment]
     with pytest.raises(Killed):
         drain(observer, Consumer(client, observer.handle, name="first", claim_idle_ms=0))
     assert len(subjects(remote)) == 4  # start + 3 commits, the third not acknowledged
