@@ -15,6 +15,7 @@ no-op: nothing lost, nothing applied twice.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -25,12 +26,14 @@ from typing import Any
 
 import redis
 
+from ops.errors import OpsError
 from ops.events.changes import ChangeRequest, ChangeStore
 from ops.events.consumer import Consumer, Stats, trim
 from ops.events.publisher import Streams
 from ops.events.reconciler import PushConflict, Reconciler, UnsafePath, target_path
 from ops.events.schema import Event
 
+log = logging.getLogger("ops.observer")
 CONFLICT = "version conflict"
 TAIL_BYTES = 4 << 20  # how much of the log is read at start to recognise re-delivered events
 
@@ -92,6 +95,7 @@ class Observer:
         policy: Policy | None = None,
         streams: Streams | None = None,
         on_pending: Callable[[ChangeRequest], None] | None = None,
+        poll_decisions: Callable[[ChangeStore], list[str]] | None = None,
     ) -> None:
         self.client = client
         self.streams = streams or Streams()
@@ -101,6 +105,7 @@ class Observer:
         self.store = ChangeStore(state_dir / "change-requests", client, self.streams)
         self.applied_key = f"{self.streams.name}:applied"
         self.on_pending = on_pending
+        self.poll_decisions = poll_decisions
 
     def applied_version(self, aggregate_id: str) -> int:
         return int(self.client.hget(self.applied_key, aggregate_id) or 0)
@@ -117,8 +122,8 @@ class Observer:
         cr, created = self.store.create(event, stream_id, status, reason)
         if cr.status == "approved":
             self.apply(cr)
-        elif created and cr.status == "pending" and self.on_pending is not None:
-            self.on_pending(cr)
+        elif created and cr.status == "pending":
+            self._notify(cr)
 
     def apply(self, cr: ChangeRequest) -> ChangeRequest:
         """Commit an approved change request; then decide its aggregate's held conflicts again."""
@@ -129,8 +134,7 @@ class Observer:
             return self.store.update(cr, "rejected", str(exc))
         except PushConflict as exc:
             held = self.store.update(cr, "pending", f"{CONFLICT} in git: {exc}")
-            if self.on_pending is not None:
-                self.on_pending(held)
+            self._notify(held)
             return held
         self.client.hset(self.applied_key, event.aggregate_id, max(self.applied_version(event.aggregate_id), event.version))
         done = self.store.update(cr, "applied", applied.note, commit=applied.commit)
@@ -145,6 +149,26 @@ class Observer:
             if status == "approved":
                 self.apply(self.store.update(cr, "approved", f"decided again after version {cr.event['version'] - 1}: {reason}"))
                 return  # apply() decided the rest again
+
+    def _notify(self, cr: ChangeRequest) -> None:
+        """Tell the approvers; an outage is logged (`ops cr list` still shows the request)."""
+        log.info("change request %s held: %s", cr.id, cr.reason)
+        if self.on_pending is None:
+            return
+        try:
+            self.on_pending(cr)
+        except OpsError as exc:
+            log.warning("could not send change request %s: %s", cr.id, exc)
+
+    def _remote_decisions(self) -> int:
+        """Take decisions made in Telegram; a Telegram outage is logged and never stops the observer."""
+        if self.poll_decisions is None:
+            return 0
+        try:
+            return len(self.poll_decisions(self.store))
+        except OpsError as exc:
+            log.warning("telegram: %s", exc)
+            return 0
 
     def apply_approved(self) -> int:
         """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many."""
@@ -166,7 +190,7 @@ class Observer:
         idle = 0
         polls = 0
         while not stop.is_set():
-            handled = consumer.poll(block_ms=1000) + self.apply_approved()
+            handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
             polls += 1
             if polls % 100 == 0:
                 trim(self.client, self.streams, keep_last)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from ops.errors import OpsError
 from ops.events.consumer import Consumer, trim
 from ops.events.observer import Observer, Policy
 from ops.events.publisher import Publisher, VersionConflict
@@ -331,3 +332,46 @@ def test_redis_restarted_with_aof_loses_no_event(redis_server: RedisServer, work
     drain(observer)
     assert len(subjects(remote)) == 21
     c.close()
+
+
+def test_held_changes_are_decided_in_telegram_by_allowed_chats_only(
+    client: redis.Redis, work: Path, remote: Path, tmp_path: Path
+) -> None:
+    from ops.events.telegram import TelegramBot
+    from tests.fakes.server import ThreadedServer
+    from tests.fakes.telegram import TelegramState, telegram_app
+
+    state = TelegramState(token="123456:test-token")
+    with ThreadedServer(telegram_app(state)) as server:
+        bot = TelegramBot(state.token, (1001,), api=server.url)
+        observer = Observer(
+            client,
+            tmp_path / "state",
+            Reconciler(work, Policy().roots),
+            on_pending=bot.notify_pending,
+            poll_decisions=lambda store: bot.poll_decisions(store, "agent_events:telegram:offset"),
+        )
+        publisher = Publisher(client)
+        publisher.publish(event("project:p", 1, "/config/limits", data={"max": 5}))
+        publisher.publish(event("project:p", 2, "/tasks/t2", approval_required=True))
+        drain(observer)
+        assert [m["chat_id"] for m in state.sent] == [1001, 1001]
+        assert "Held: config/ changes need approval" in state.sent[0]["text"]
+        first = state.sent[0]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+
+        state.press(666, first, username="mallory")  # not an allowed chat
+        drain(observer)
+        assert subjects(remote) == ["start"] and state.answers[-1]["text"] == "This chat may not decide changes."
+
+        state.press(1001, first)  # Approve on the first message
+        pending = observer.store.list("pending")
+        held = next(c.id for c in pending if c.event["version"] == 2)
+        state.type(1001, f"/reject {held}")
+        drain(observer)
+        assert subjects(remote) == ["task_created: /config/limits", "start"]
+        statuses = {c.event["version"]: (c.status, c.decided_by) for c in observer.store.list()}
+        assert statuses == {1: ("applied", "telegram:alice"), 2: ("rejected", "telegram:alice")}
+
+        wrong = TelegramBot("123456:wrong", (1001,), api=server.url)
+        with pytest.raises(OpsError, match="Telegram sendMessage refused: 401 Unauthorized"):
+            wrong.notify_pending(observer.store.list()[0])
