@@ -357,6 +357,128 @@ def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, as_json: 
 
 
 @main.group()
+def events() -> None:
+    """The event log on Redis Streams (docs/EVENT_SCHEMA.md)."""
+
+
+def _events(project_dir: Path) -> Any:
+    from ops.events.context import events_config
+
+    settings = load_settings(project_dir)
+    settings.require_safe_secrets()
+    return events_config(settings)
+
+
+@events.command("publish")
+@project_dir_option
+@click.argument("event_file", type=click.File("r"), default="-")
+def events_publish(project_dir: Path, event_file: Any) -> None:
+    """Validate and publish one event (JSON from EVENT_FILE or stdin); exit 2 naming a bad field or a conflict."""
+    from ops.events.publisher import Publisher
+
+    config = _events(project_dir)
+    published = Publisher(config.client(), config.streams).publish(event_file.read())
+    _emit(published.to_dict())
+
+
+@events.command("tail")
+@project_dir_option
+@click.option("--count", default=20, show_default=True, help="How many of the newest events.")
+@click.option("--dead", is_flag=True, help="Show the dead-letter stream instead.")
+def events_tail(project_dir: Path, count: int, dead: bool) -> None:
+    """Print the newest events (or dead letters), oldest first, one JSON line each."""
+    config = _events(project_dir)
+    stream = config.streams.dead if dead else config.streams.name
+    for stream_id, fields in reversed(config.client().xrevrange(stream, count=count)):
+        click.echo(json.dumps({"stream_id": stream_id, **fields}, sort_keys=True))
+
+
+@events.command("status")
+@project_dir_option
+def events_status(project_dir: Path) -> None:
+    """Stream length, dead letters, and change requests by status."""
+    from ops.events.observer import status
+
+    _emit(status(_events(project_dir).observer()))
+
+
+@main.group()
+def observer() -> None:
+    """The observer agent (runs as the compose service `observer`)."""
+
+
+@observer.command("run")
+@project_dir_option
+@click.option("--once", is_flag=True, help="Handle what is waiting, then exit.")
+def observer_run(project_dir: Path, once: bool) -> None:
+    """Consume events, log them, decide change requests, commit approved ones; stop cleanly on SIGTERM."""
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stats = _events(project_dir).observer().run(stop, max_idle_polls=1 if once else None)
+    click.echo(f"handled {stats.handled}, failed {stats.failed}, dead-lettered {stats.dead}, claimed {stats.claimed}")
+
+
+@main.group()
+def cr() -> None:
+    """Change requests: list, show, approve, reject."""
+
+
+@cr.command("list")
+@project_dir_option
+@click.option("--status", type=click.Choice(["pending", "approved", "applied", "rejected"]), help="Only these.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cr_list(project_dir: Path, status: str | None, as_json: bool) -> None:
+    """List change requests, by aggregate and version."""
+    found = [c.summary() for c in _events(project_dir).observer().store.list(status)]
+    if as_json:
+        _emit({"change_requests": found})
+        return
+    for c in found:
+        click.echo(
+            f"{c['id']:<34}{c['status']:<9}{c['aggregate_id']}@{c['version']:<5}{c['action']} {c['resource']}: {c['reason']}"
+        )
+
+
+@cr.command("show")
+@project_dir_option
+@click.argument("cr_id")
+def cr_show(project_dir: Path, cr_id: str) -> None:
+    """Print one change request with its event and history."""
+    _emit(_events(project_dir).observer().store.get(cr_id).to_dict())
+
+
+@cr.command("approve")
+@project_dir_option
+@click.argument("cr_id")
+@click.option("--by", default=None, help="Who decides (default: your user name).")
+def cr_approve(project_dir: Path, cr_id: str, by: str | None) -> None:
+    """Approve a pending change request; the observer commits it on its next poll."""
+    import getpass
+
+    done = _events(project_dir).observer().store.decide(cr_id, True, by or getpass.getuser())
+    click.echo(f"{done.id}: approved; the observer commits it next")
+
+
+@cr.command("reject")
+@project_dir_option
+@click.argument("cr_id")
+@click.option("--reason", default="", help="Why.")
+@click.option("--by", default=None, help="Who decides (default: your user name).")
+def cr_reject(project_dir: Path, cr_id: str, reason: str, by: str | None) -> None:
+    """Reject a pending change request; nothing is committed."""
+    import getpass
+
+    done = _events(project_dir).observer().store.decide(cr_id, False, by or getpass.getuser(), reason)
+    click.echo(f"{done.id}: rejected")
+
+
+@main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""
 

@@ -6,6 +6,7 @@ variables or guesses paths.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,9 +124,12 @@ def load_settings(project_dir: Path) -> Settings:
         raise ConfigError(f"{example} not found: is {project_dir} the stack's project directory?")
     env_path = project_dir / ENV_FILE
     present = env_path.is_file()
+    # OPS_* from the process environment win over vps.env, as compose's do: a container
+    # (the observer) or a one-off command points ops elsewhere without editing the file.
+    overrides = {k: v for k, v in os.environ.items() if k.startswith("OPS_") and k != "OPS_PROJECT_DIR"}
     return Settings(
         project_dir=project_dir,
-        env=read_env_file(env_path) if present else {},
+        env={**(read_env_file(env_path) if present else {}), **overrides},
         example_env=read_env_file(example),
         env_file_present=present,
     )

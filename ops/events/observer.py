@@ -36,6 +36,7 @@ from ops.events.schema import Event
 log = logging.getLogger("ops.observer")
 CONFLICT = "version conflict"
 TAIL_BYTES = 4 << 20  # how much of the log is read at start to recognise re-delivered events
+HEARTBEAT_TTL = 30  # seconds: a missing heartbeat means no observer is polling
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Observer:
         self.log = EventLog(state_dir / "events.jsonl")
         self.store = ChangeStore(state_dir / "change-requests", client, self.streams)
         self.applied_key = f"{self.streams.name}:applied"
+        self.heartbeat_key = f"{self.streams.name}:observer:heartbeat"
         self.on_pending = on_pending
         self.poll_decisions = poll_decisions
 
@@ -190,6 +192,7 @@ class Observer:
         idle = 0
         polls = 0
         while not stop.is_set():
+            self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
             handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
             polls += 1
             if polls % 100 == 0:
@@ -210,5 +213,6 @@ def status(observer: Observer) -> dict[str, Any]:
         "stream": observer.streams.name,
         "length": observer.client.xlen(observer.streams.name),
         "dead_letters": observer.client.xlen(observer.streams.dead),
+        "observer_heartbeat": observer.client.get(observer.heartbeat_key),
         "change_requests": counts,
     }

@@ -375,3 +375,42 @@ def test_held_changes_are_decided_in_telegram_by_allowed_chats_only(
         wrong = TelegramBot("123456:wrong", (1001,), api=server.url)
         with pytest.raises(OpsError, match="Telegram sendMessage refused: 401 Unauthorized"):
             wrong.notify_pending(observer.store.list()[0])
+
+
+def test_slices_7_to_9_verify_against_a_running_observer(
+    redis_server: RedisServer, work: Path, remote: Path, tmp_path: Path, project: Path
+) -> None:
+    from ops.config import load_settings
+    from ops.events.context import events_config
+    from ops.secrets import init_secrets
+    from ops.slices import run_verify
+    from ops.slices.base import Target
+    from tests.conftest import REPO
+
+    (project / "docs").mkdir()
+    (project / "docs" / "EVENT_SCHEMA.md").write_text((REPO / "docs" / "EVENT_SCHEMA.md").read_text())
+    init_secrets(project / "vps.env.example", project / "vps.env")
+    with (project / "vps.env").open("a") as env:
+        env.write(f"OPS_REDIS_URL={redis_server.url}\nOPS_EVENTS_REPO={work}\nOPS_EVENTS_STATE_DIR={tmp_path / 'state'}\n")
+    settings = load_settings(project)
+    target = Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk", settings=settings)
+
+    stopped = run_verify(8, target)  # no observer yet
+    assert not stopped.ok and stopped.checks[0].name == "observer running" and not stopped.checks[0].ok
+
+    stop = threading.Event()
+    observer = events_config(settings).observer()
+    runner = threading.Thread(target=observer.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        for number in (7, 8, 9):
+            report = run_verify(number, target)
+            assert report.ok, report.to_dict()
+        again = run_verify(9, target)  # a second probe continues the aggregate's history
+        assert again.ok, again.to_dict()
+    finally:
+        stop.set()
+        runner.join(10)
+    notes = [s for s in subjects(remote) if "ops-slice-9-probe" in s]
+    assert len(notes) == 2  # one commit per low-risk probe; the held ones never committed
+    assert not (work / "config").exists()  # slice 8's held probes were rejected, not applied
