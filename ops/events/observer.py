@@ -106,6 +106,7 @@ class Observer:
         self.store = ChangeStore(state_dir / "change-requests", client, self.streams)
         self.applied_key = f"{self.streams.name}:applied"
         self.heartbeat_key = f"{self.streams.name}:observer:heartbeat"
+        self.heartbeat_file = state_dir / "heartbeat"
         self.on_pending = on_pending
         self.poll_decisions = poll_decisions
 
@@ -193,6 +194,7 @@ class Observer:
         polls = 0
         while not stop.is_set():
             self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
+            self.heartbeat_file.touch()  # the container's healthcheck reads its age
             handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
             polls += 1
             if polls % 100 == 0:
