@@ -71,6 +71,7 @@ bench: system install
 	$(BIN)/ops bench gateway
 	$(BIN)/ops bench memory
 	$(BIN)/ops bench backup
+	$(BIN)/ops bench events
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

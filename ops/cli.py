@@ -544,5 +544,29 @@ def bench_backup(project_dir: Path, sizes: tuple[int, ...], as_json: bool) -> No
         click.echo(f"{ratio['database_mb']:>6} MB: time ours/plan {ratio['time_ratio']}x, memory {ratio['memory_ratio']}x")
 
 
+@bench.command("events")
+@click.option("--events", "count", default=5000, show_default=True, help="Events published for the publish rate.")
+@click.option("--end-to-end", "end_to_end", default=200, show_default=True, help="Events taken to a pushed commit.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_events(count: int, end_to_end: int, as_json: bool) -> None:
+    """Publish rate against redis-benchmark's XADD, and publish-to-commit through the observer."""
+    from ops.bench.events import run_events_bench
+
+    result = run_events_bench(count, end_to_end).to_dict()
+    if as_json:
+        _emit(result)
+        return
+    click.echo(f"XADD ceiling (redis-benchmark, 1 client): {result['xadd_ceiling_per_s']} /s")
+    click.echo(f"plain XADD from Python (the plan's way): {result['plain_xadd_from_python_per_s']} /s")
+    click.echo(
+        f"our publish (validate + Lua append): {result['published_per_s']} /s "
+        f"({result['publish_vs_plain']}x the plain XADD, {result['publish_ratio']}x the ceiling)"
+    )
+    click.echo(
+        f"publish -> pushed commit: {result['end_to_end_per_s']} events/s, "
+        f"p50 {result['end_to_end_p50_ms']} ms, max {result['end_to_end_max_ms']} ms"
+    )
+
+
 if __name__ == "__main__":
     main()
