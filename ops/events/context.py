@@ -70,8 +70,8 @@ def events_config(settings: Settings) -> EventsConfig:
     deliveries = env.get("OPS_EVENTS_MAX_DELIVERIES") or "5"
     if not deliveries.isdigit() or int(deliveries) < 1:
         raise ConfigError(f"OPS_EVENTS_MAX_DELIVERIES must be a whole number of at least 1, got {deliveries!r}")
-    state = Path(env.get("OPS_EVENTS_STATE_DIR") or ".ops/events")
-    repo = Path(env.get("OPS_EVENTS_REPO") or "truth")
+    state = Path(env.get("OPS_EVENTS_STATE_DIR") or "./.ops/events")
+    repo = Path(env.get("OPS_EVENTS_REPO") or "./truth")
     return EventsConfig(
         redis_url=url,
         streams=Streams(env.get("OPS_EVENTS_STREAM") or "agent_events"),

@@ -17,11 +17,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from ops import tools
 from ops.config import Settings, load_settings
+from ops.envfile import read_env_file
 from ops.local.processes import free_port
 from ops.secrets import init_secrets
 from tests.conftest import PROJECT_FILES, REPO, require
@@ -68,6 +70,7 @@ class StackProject:
     gateway_port: int
     langfuse_port: int
     mock_port: int
+    redis_port: int
 
     @property
     def settings(self) -> Settings:
@@ -99,6 +102,8 @@ services:
     image: {postgres}
   redis:
     image: {redis}
+    ports: !override
+      - "127.0.0.1:{redis_port}:6379"
   caddy:
     image: {caddy}
   litellm:
@@ -116,6 +121,15 @@ services:
     depends_on:
       mock-provider:
         condition: service_healthy
+  observer:
+    image: {python}
+    build: !reset null
+    entrypoint: ["python3", "-m", "ops.cli"]
+    working_dir: /src
+    volumes:
+      - {repo}/ops:/src/ops:ro
+    healthcheck:
+      interval: 2s
   mock-provider:
     image: {python}
     entrypoint: ["python3", "-m", "ops.local.mock_provider", "--host", "0.0.0.0", "--port", "8099"]
@@ -167,13 +181,14 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
     for name in PROJECT_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
-    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port(), free_port())
+    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port(), free_port(), free_port())
     (target / "compose.standin.yml").write_text(
         OVERRIDE.format(
             repo=REPO,
             gateway_port=project.gateway_port,
             langfuse_port=project.langfuse_port,
             mock_port=project.mock_port,
+            redis_port=project.redis_port,
             **images,
         )
     )
@@ -186,6 +201,7 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
         "OPS_COMPOSE_OVERRIDES": "compose.standin.yml",
         "OPS_GATEWAY_URL": f"http://127.0.0.1:{project.gateway_port}",
         "OPS_LANGFUSE_URL": f"http://127.0.0.1:{project.langfuse_port}",
+        "OPS_REDIS_URL": f"redis://:{quote(read_env_file(settings.env_file)['REDIS_PASSWORD'])}@127.0.0.1:{project.redis_port}/0",
         **{f"{provider}_API_KEY": f"mock-{provider.lower()}-key" for provider in ("OPENAI", "ANTHROPIC", "GEMINI", "OPENROUTER")},
     }.items():
         text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)

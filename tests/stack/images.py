@@ -17,7 +17,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-PYTHON_PACKAGES = "litellm[proxy]==1.100.5 langfuse==2.60.10 httptools==0.9.0 aiohttp==3.14.5"
+# LiteLLM for the gateway; redis, bcrypt and click for `ops observer run` (the observer's stand-in)
+PYTHON_PACKAGES = (
+    "litellm[proxy]==1.100.5 langfuse==2.60.10 httptools==0.9.0 aiohttp==3.14.5 redis==8.1.0 bcrypt==5.0.0 click==8.5.1"
+)
 
 POSTGRES_ENTRYPOINT = r"""#!/bin/bash
 # Stand-in for the official postgres image's entrypoint: initialise PGDATA
@@ -76,7 +79,7 @@ RECIPES = {
     ),
     "python": Recipe(
         "python",
-        ("python3", "python3-venv", "wget"),
+        ("python3", "python3-venv", "wget", "git"),
         (
             "ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
             'ENTRYPOINT ["/opt/venv/bin/litellm"]',
