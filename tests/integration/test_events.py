@@ -414,3 +414,37 @@ def test_slices_7_to_9_verify_against_a_running_observer(
     notes = [s for s in subjects(remote) if "ops-slice-9-probe" in s]
     assert len(notes) == 2  # one commit per low-risk probe; the held ones never committed
     assert not (work / "config").exists()  # slice 8's held probes were rejected, not applied
+
+
+def test_the_cli_publishes_tails_and_decides(redis_server: RedisServer, work: Path, tmp_path: Path, project: Path) -> None:
+    import json
+    import sys
+
+    from ops.secrets import init_secrets
+
+    init_secrets(project / "vps.env.example", project / "vps.env")
+    with (project / "vps.env").open("a") as env:
+        env.write(f"OPS_REDIS_URL={redis_server.url}\nOPS_EVENTS_REPO={work}\nOPS_EVENTS_STATE_DIR={tmp_path / 'state'}\n")
+    ops = [sys.executable, "-m", "ops.cli"]
+    where = ["--project-dir", str(project)]
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ops, *args, *where], input=stdin, capture_output=True, text=True)
+
+    held = event("project:cli", 1, "/config/x", data={"a": 1})
+    assert json.loads(run("events", "publish", stdin=json.dumps(held)).stdout)["duplicate"] is False
+    bad = run("events", "publish", stdin=json.dumps({**event("project:cli", 2, "/tasks/y"), "version": "2"}))
+    assert bad.returncode == 2 and "invalid event: version: must be a whole number" in bad.stderr
+    stale = run("events", "publish", stdin=json.dumps(event("project:cli", 1, "/tasks/y")))
+    assert stale.returncode == 2 and "version conflict on project:cli" in stale.stderr
+    assert held["event_id"] in run("events", "tail").stdout
+
+    assert "handled 1" in run("observer", "run", "--once").stdout
+    listed = json.loads(run("cr", "list", "--status", "pending", "--json").stdout)["change_requests"]
+    assert [c["id"] for c in listed] == [f"cr_{held['event_id']}"]
+    assert run("cr", "approve", "cr_evt_nope12345").returncode == 2
+    assert "approved" in run("cr", "approve", listed[0]["id"], "--by", "alice").stdout
+    assert "handled 0" in run("observer", "run", "--once").stdout  # it commits the approved one while polling
+    assert git(work, "log", "-1", "--format=%s") == "task_created: /config/x"
+    status = json.loads(run("events", "status").stdout)
+    assert status["change_requests"] == {"applied": 1} and status["dead_letters"] == 0
