@@ -92,6 +92,9 @@ def demo(project_dir: Path, keep_running: bool) -> None:
         raise KeyboardInterrupt  # unwind and stop every child, as Ctrl-C does
 
     signal.signal(signal.SIGTERM, _terminate)
+    # started from a background shell job, SIGINT arrives ignored and Python never turns it into
+    # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop the demo wherever it was started
+    signal.signal(signal.SIGINT, _terminate)
     settings = load_settings(project_dir)
     run_demo(settings, keep_running=keep_running, echo=click.echo)
 

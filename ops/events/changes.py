@@ -93,7 +93,9 @@ class ChangeStore:
         """Return the event's change request, made now with status and reason unless it exists (then created is False)."""
         cr_id = CR_ID_PREFIX + event.event_id
         if self._path(cr_id).exists():
-            return self.get(cr_id), False
+            found = self.get(cr_id)
+            self.client.hset(self.index, cr_id, found.status)  # a crash may have come between file and index
+            return found, False
         cr = ChangeRequest(cr_id, event.to_dict(), stream_id, status, reason, history=[f"{now()} {status}: {reason}"])
         self._write(cr)
         return cr, True

@@ -175,10 +175,14 @@ class Observer:
 
     def apply_approved(self) -> int:
         """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many."""
-        approved = self.store.list("approved")
-        for cr in approved:
-            self.apply(cr)
-        return len(approved)
+        done = 0
+        for cr in self.store.list("approved"):
+            try:
+                self.apply(cr)
+                done += 1
+            except OpsError as exc:  # git or the remote is down: it stays approved and is tried next poll
+                log.warning("change request %s not applied yet: %s", cr.id, exc)
+        return done
 
     def run(
         self,

@@ -15,6 +15,7 @@ forces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -120,6 +121,8 @@ class Reconciler:
 
     def committed(self, event_id: str) -> str:
         """Return the commit carrying event_id's trailer among the recent ones, or ''."""
+        if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode != 0:
+            return ""  # no commit yet
         out = self.git("log", "-n", "500", "--format=%H", f"--grep=^Event-Id: {event_id}$").stdout.split()
         return out[0] if out else ""
 
@@ -128,19 +131,30 @@ class Reconciler:
         if self.git("status", "--porcelain").stdout.strip():
             raise OpsError(f"{self.repo} has uncommitted changes: the reconciler owns this work tree; clean it first")
         if self.has_remote:
-            self.git("fetch", "--quiet", self.remote, self.branch)
+            fetched = self.git("fetch", "--quiet", self.remote, self.branch, check=False)
+            if fetched.returncode != 0:
+                if "couldn't find remote ref" in fetched.stderr:
+                    return self.git("rev-parse", "HEAD", check=False).stdout.strip()  # an empty remote: the push creates it
+                raise OpsError(f"git fetch {self.remote} failed: {fetched.stderr.strip()[-300:]}")
             if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
                 ahead = self.git("rev-list", "--count", f"{self.remote}/{self.branch}..HEAD").stdout.strip()
                 if ahead != "0":
-                    self.push()  # a commit a crash left unpushed
+                    # a commit a crash left unpushed: push it, or, if the remote moved, drop it (its
+                    # event is not acknowledged, so it is applied again on top of the remote)
+                    with contextlib.suppress(PushConflict):
+                        self.push()
             self.git("reset", "--quiet", "--hard", f"{self.remote}/{self.branch}")
         return self.git("rev-parse", "HEAD", check=False).stdout.strip()
 
     def push(self) -> None:
         """Push HEAD as a fast-forward. Raise PushConflict (nothing forced) if the remote moved."""
         proc = self.git("push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}", check=False)
-        if proc.returncode != 0:
-            raise PushConflict(f"the remote {self.branch} moved: {(proc.stderr or proc.stdout).strip()[-300:]}")
+        if proc.returncode == 0:
+            return
+        said = (proc.stderr + proc.stdout).strip()
+        if "rejected" in said or "non-fast-forward" in said or "fetch first" in said:
+            raise PushConflict(f"the remote {self.branch} moved: {said[-300:]}")
+        raise OpsError(f"git push to {self.remote} failed (not a conflict; the change is retried): {said[-300:]}")
 
     def apply(self, event: Event) -> Applied:
         """Commit event's change (once) and push it; return the commit. Raise UnsafePath or PushConflict."""

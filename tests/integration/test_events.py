@@ -448,3 +448,24 @@ def test_the_cli_publishes_tails_and_decides(redis_server: RedisServer, work: Pa
     assert git(work, "log", "-1", "--format=%s") == "task_created: /config/x"
     status = json.loads(run("events", "status").stdout)
     assert status["change_requests"] == {"applied": 1} and status["dead_letters"] == 0
+
+
+def test_an_empty_remote_gets_its_first_branch_and_a_broken_one_is_retried_not_conflicted(
+    client: redis.Redis, tmp_path: Path
+) -> None:
+    bare = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True, capture_output=True)
+    observer = observer_for(client, clone, tmp_path)
+    publisher = Publisher(client)
+    publisher.publish(event("project:e", 1, "/tasks/first"))
+    drain(observer)
+    assert subjects(bare) == ["task_created: /tasks/first"]
+
+    subprocess.run(["rm", "-rf", str(bare)], check=True)  # the remote is gone: an outage, not a conflict
+    publisher.publish(event("project:e", 2, "/tasks/second"))
+    consumer = Consumer(client, observer.handle, name="c", claim_idle_ms=0, max_deliveries=2)
+    drain(observer, consumer)
+    assert consumer.stats.failed >= 1 and "git fetch origin failed" in consumer.stats.errors[0]
+    assert [c.status for c in observer.store.list() if c.event["version"] == 2] == ["approved"]  # not held as a conflict

@@ -38,7 +38,7 @@ def test_slice_1_plans_applies_verifies_is_idempotent_and_rolls_back(stack_proje
         text=True,
         check=True,
     ).stdout.strip()
-    assert int(limit) == 512 * 2**20  # the compose file's own limit
+    assert int(limit) == 448 * 2**20  # the compose file's own limit
     models = httpx.get(
         f"http://127.0.0.1:{stack_project.gateway_port}/v1/models",
         headers={"Authorization": f"Bearer {runtime.target.master_key}"},
