@@ -226,6 +226,12 @@ def runbook(project_dir: Path, action: str, service: str, command: tuple[str, ..
 @main.group()
 def backup() -> None:
     """Backups to GCS: run, list, verify, restore, prune, drill (see docs/BACKUPS.md)."""
+    import logging
+
+    # one timestamped line per outcome on stderr: cron appends it to /var/log/aistack-backup.log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("urllib3", "google", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _backup_context(project_dir: Path) -> Any:

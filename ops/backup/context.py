@@ -104,7 +104,7 @@ def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupCo
         from ops.runtime.compose import Compose
 
         postgres = PostgresAccess(tuple(Compose.for_settings(settings).argv("exec", "-T", "postgres")))
-    git_repo = Path(env.get("OPS_GIT_REPO") or settings.project_dir)
+    git_repo = Path(env.get("OPS_GIT_REPO") or env.get("OPS_EVENTS_REPO") or "./truth")
     if not git_repo.is_absolute():
         git_repo = settings.project_dir / git_repo
     prefix = env.get("OPS_BACKUP_PREFIX", "backups").strip("/")

@@ -214,6 +214,7 @@ def test_a_killed_pg_dump_leaves_no_manifest_and_fails(
         text=True,
     )
     assert proc.returncode == 2 and "pg_dump was killed by signal 9" in proc.stderr
+    assert "ops.jobs ERROR backup FAILED: backup" in proc.stderr  # the log line cron keeps
 
 
 def test_verify_catches_a_corrupted_object(ctx: BackupContext, project: Path) -> None:
@@ -333,3 +334,14 @@ def test_slice_10_installs_the_jobs_then_verifies_with_a_backup_and_a_drill(ctx:
 
     (project / "backups" / "crontab").unlink()  # a rollback to before the slice removes the jobs
     assert slice_10.install(settings) == [f"removed {cron}"] and not cron.exists()
+
+
+def test_the_git_source_waits_for_the_truth_repository_to_exist(
+    project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState]
+) -> None:
+    missing = make_context(project, cluster, gcs, qdrant, OPS_GIT_REPO=str(project / "not-yet"))
+    assert run_backup(missing, "daily", ["git"]).entries == []
+    (project / "plain").mkdir()
+    not_git = make_context(project, cluster, gcs, qdrant, OPS_GIT_REPO=str(project / "plain"))
+    with pytest.raises(BackupFailed, match="not a git repository"):
+        run_backup(not_git, "daily", ["git"])

@@ -1,4 +1,4 @@
-"""The git repository the reconciler writes: one bundle of every ref (``git bundle create - --all``).
+"""The truth repository the reconciler writes: one bundle of every ref (``git bundle create - --all``).
 
 The plan also pushes it to a remote in real time; the bundle is the copy in
 the bucket. A restore clones the bundle into a new directory (scratch) and
@@ -7,6 +7,7 @@ never touches the working repository.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ops.backup.pipeline import Command
 from ops.backup.sources.base import Emit, Feed
 from ops.errors import ConfigError, OpsError
 
+log = logging.getLogger("ops.backup")
 NAME = "git"
 SCHEDULE = "daily"
 
@@ -29,6 +31,9 @@ def _git(repo: Path, *args: str) -> str:
 
 def backup(ctx: BackupContext, emit: Emit) -> None:
     repo = ctx.git_repo
+    if not repo.exists():
+        log.warning("git source: %s does not exist yet (slices 8-9 create it); nothing to bundle", repo)
+        return
     if not (repo / ".git").exists() and _git(repo, "rev-parse", "--is-bare-repository") != "true":
         raise ConfigError(f"OPS_GIT_REPO: {repo} is not a git repository")
     refs = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
