@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from types import ModuleType
 
-log = logging.getLogger("ops.notify")
+logger = logging.getLogger("ops.notify")  # not `log`: the log notifier module takes that name here
 
 NAMES = ("log", "ping")
 NOTIFIERS: dict[str, ModuleType] = {name: importlib.import_module(f"ops.notify.{name}") for name in NAMES}
@@ -41,5 +41,5 @@ def notify(config: NotifyConfig, notice: Notice) -> list[str]:
             module.send(notice, config)
         except Exception as exc:
             problems.append(f"notifier {name}: {exc}")
-            log.warning("notifier %s failed: %s", name, exc)
+            logger.warning("notifier %s failed: %s", name, exc)
     return problems
