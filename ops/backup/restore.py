@@ -15,11 +15,11 @@ from typing import Any
 from ops.backup import catalog
 from ops.backup.context import BackupContext
 from ops.backup.manifest import Entry, Manifest
-from ops.backup.pipeline import Command, stream
+from ops.backup.pipeline import Command, PipelineError, stream
 from ops.backup.run import run_backup
 from ops.backup.sources import get_source
 from ops.backup.verify import checked_download, run_verify
-from ops.errors import OpsError
+from ops.errors import ConfigError, OpsError
 
 INTO = ("scratch", "live")
 
@@ -46,7 +46,15 @@ def feeder(ctx: BackupContext, manifest: Manifest, entry: Entry) -> Any:
     """Return feed(command): stream entry's plain bytes into command, checking the stored sha256."""
 
     def feed(consumer: Command) -> None:
-        stream(checked_download(ctx, entry), [*ctx.codec.decode(manifest.encrypted), consumer])
+        try:
+            stream(checked_download(ctx, entry), [*ctx.codec.decode(manifest.encrypted), consumer])
+        except PipelineError as exc:
+            if "no identity matched" in str(exc):
+                raise ConfigError(
+                    f"OPS_BACKUP_AGE_IDENTITY ({ctx.codec.identity}) cannot decrypt backup {manifest.run_id}: it was "
+                    f"encrypted to {', '.join(manifest.recipients)}; use the identity of one of those"
+                ) from exc
+            raise
 
     return feed
 

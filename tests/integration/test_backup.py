@@ -259,7 +259,7 @@ def test_encrypted_backups_round_trip_and_hold_no_plaintext(
 
     wrong = dict(ctx.__dict__)
     wrong["codec"] = type(ctx.codec)(ctx.codec.zstd_level, ctx.codec.recipients, other)
-    with pytest.raises(OpsError, match="no identity matched"):
+    with pytest.raises(ConfigError, match=r"cannot decrypt backup .*: it was encrypted to age1"):
         run_restore(BackupContext(**wrong), backup.run_id, "postgres", "app.dump")
     missing = dict(ctx.__dict__)
     missing["codec"] = type(ctx.codec)(ctx.codec.zstd_level, ctx.codec.recipients, None)
@@ -345,3 +345,36 @@ def test_the_git_source_waits_for_the_truth_repository_to_exist(
     not_git = make_context(project, cluster, gcs, qdrant, OPS_GIT_REPO=str(project / "plain"))
     with pytest.raises(BackupFailed, match="not a git repository"):
         run_backup(not_git, "daily", ["git"])
+
+
+def test_prune_deletes_by_date_in_the_bucket_and_refuses_when_backups_stopped(ctx: BackupContext) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ops.backup.retention import RetentionRefused, run_prune
+
+    fresh = run_backup(ctx, "daily", ["git"])
+
+    def copy_run(run_id: str, with_manifest: bool) -> None:
+        for entry in fresh.entries:
+            with ctx.bucket.writer(entry.object.replace(fresh.run_id, run_id)) as out:
+                for chunk in ctx.bucket.read(entry.object):
+                    out.write(chunk)
+        if with_manifest:
+            raw = json.loads(ctx.bucket.read_text(ctx.object_name(fresh.run_id, MANIFEST)))
+            raw["run_id"] = run_id
+            ctx.bucket.write_text(ctx.object_name(run_id, MANIFEST), json.dumps(raw))
+
+    copy_run("20200101T020000Z-daily", with_manifest=True)  # long expired
+    copy_run("20200102T020000Z-daily", with_manifest=False)  # a run that died: no manifest
+    before = {o.name for o in ctx.bucket.list(ctx.run_prefix())}
+
+    with pytest.raises(RetentionRefused, match="backups have stopped"):
+        run_prune(ctx, now=datetime.now(UTC) + timedelta(days=45))
+    assert {o.name for o in ctx.bucket.list(ctx.run_prefix())} == before  # refused: nothing deleted
+
+    plan = run_prune(ctx, dry_run=True)
+    assert sorted(r for r, _ in plan.delete) == ["20200101T020000Z-daily", "20200102T020000Z-daily"]
+    assert {o.name for o in ctx.bucket.list(ctx.run_prefix())} == before  # a dry run deletes nothing
+
+    run_prune(ctx)
+    assert [r.run_id for r in catalog.runs(ctx)] == [fresh.run_id]
