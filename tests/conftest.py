@@ -24,6 +24,7 @@ PROJECT_FILES = (
     "vps.env.example",
     "postgres",
     "clickhouse",
+    "backups",
 )
 
 

@@ -153,3 +153,22 @@ def _describe(name: str, blob: bytes, when: dt.datetime | None) -> dict[str, Any
         "size": len(blob),
         "checksum": hashlib.sha256(blob).hexdigest(),
     }
+
+
+def main() -> None:
+    """Serve the fake on 0.0.0.0:PORT with QDRANT__SERVICE__API_KEY (as the real image reads it), seeded (stack tier)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Qdrant snapshot API contract fake")
+    parser.add_argument("--port", type=int, default=6333)
+    parser.add_argument("--seed", type=int, default=0, help="Points in a collection named memories.")
+    args = parser.parse_args()
+    state = QdrantState(api_key=os.environ["QDRANT__SERVICE__API_KEY"])
+    if args.seed:
+        state.collections["memories"] = {str(i): {"vector": [i / 10, 0.5], "payload": {"n": i}} for i in range(args.seed)}
+    web.run_app(qdrant_app(state), host="0.0.0.0", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -71,6 +71,7 @@ class StackProject:
     langfuse_port: int
     mock_port: int
     redis_port: int
+    qdrant_port: int
 
     @property
     def settings(self) -> Settings:
@@ -121,6 +122,17 @@ services:
     depends_on:
       mock-provider:
         condition: service_healthy
+  qdrant:
+    image: {python}
+    entrypoint: ["python3", "-m", "tests.fakes.qdrant", "--port", "6333", "--seed", "200"]
+    working_dir: /src
+    volumes:
+      - {repo}/ops:/src/ops:ro
+      - {repo}/tests:/src/tests:ro
+    ports: !override
+      - "127.0.0.1:{qdrant_port}:6333"
+    healthcheck:
+      interval: 2s
   observer:
     image: {python}
     build: !reset null
@@ -181,7 +193,8 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
     for name in PROJECT_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
-    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", free_port(), free_port(), free_port(), free_port())
+    ports = (free_port() for _ in range(5))
+    project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", *ports)
     (target / "compose.standin.yml").write_text(
         OVERRIDE.format(
             repo=REPO,
@@ -189,6 +202,7 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
             langfuse_port=project.langfuse_port,
             mock_port=project.mock_port,
             redis_port=project.redis_port,
+            qdrant_port=project.qdrant_port,
             **images,
         )
     )
@@ -201,6 +215,7 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
         "OPS_COMPOSE_OVERRIDES": "compose.standin.yml",
         "OPS_GATEWAY_URL": f"http://127.0.0.1:{project.gateway_port}",
         "OPS_LANGFUSE_URL": f"http://127.0.0.1:{project.langfuse_port}",
+        "OPS_QDRANT_URL": f"http://127.0.0.1:{project.qdrant_port}",
         "OPS_REDIS_URL": f"redis://:{quote(read_env_file(settings.env_file)['REDIS_PASSWORD'])}@127.0.0.1:{project.redis_port}/0",
         **{f"{provider}_API_KEY": f"mock-{provider.lower()}-key" for provider in ("OPENAI", "ANTHROPIC", "GEMINI", "OPENROUTER")},
     }.items():

@@ -57,3 +57,32 @@ def test_stack_backup_drill_and_volume_restore(
         assert restored.split() == ["key-123", "1000"]
     finally:
         subprocess.run(["docker", "volume", "rm", "-f", volume, f"{volume}-restored"], capture_output=True)
+
+
+def test_slice_10_installs_the_jobs_and_verifies_a_backup_and_a_drill_on_the_stack(
+    stack_project: StackProject, gcs: GcsEmulatorServer, images: dict[str, str]
+) -> None:
+    from ops.slices import engine
+
+    project = stack_project
+    truth = project.dir / "truth"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(truth)], check=True)
+    subprocess.run(["git", "-C", str(truth), "-c", "user.name=h", "-c", "user.email=h@example.com", "commit", "-q",
+                    "--allow-empty", "-m", "start"], check=True)  # fmt: skip
+    cron = project.dir / "cron.d" / "aistack-backups"
+    with (project.dir / "vps.env").open("a") as env:
+        env.write(
+            f"OPS_BACKUP_BUCKET={gcs.bucket}\nOPS_BACKUP_GCS_ENDPOINT={gcs.url}\nOPS_BACKUP_PREFIX={project.name}\n"
+            f"OPS_BACKUP_CRON_FILE={cron}\n"
+        )
+    project.compose("up", "--detach", "--wait", "--wait-timeout", "120", "qdrant")  # the snapshot API's stand-in
+
+    applied = engine.run_apply(engine.Runtime.for_settings(project.settings), 10)
+
+    assert applied.outcome == "ok", [c.to_dict() for c in applied.checks]
+    assert [c.name for c in applied.checks] == ["jobs installed", "files appear in GCS", "restore test succeeds"]
+    assert f"installed {cron}" in applied.changed
+    assert "30 5  *   *   0   root flock" in cron.read_text()
+    listed = subprocess.run([*OPS, "backup", "list", "--json", "--project-dir", str(project.dir)], capture_output=True, text=True)
+    sources = json.loads(listed.stdout)["backups"][-1]["sources"]
+    assert sources == ["git", "postgres", "qdrant"]
