@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,21 +118,6 @@ class Consumer:
             tx.xack(self.streams.name, self.group, stream_id)
             tx.execute()
         self.stats.dead += 1
-
-    def run(self, stop: threading.Event, max_idle_polls: int | None = None, block_ms: int = 2000) -> Stats:
-        """Poll until stop is set (or max_idle_polls empty polls in a row); return the counts."""
-        self.ensure_group()
-        idle = 0
-        while not stop.is_set():
-            try:
-                handled = self.poll(block_ms)
-            except redis.ConnectionError:
-                time.sleep(1)  # Redis restarting: the entries wait in the stream
-                continue
-            idle = 0 if handled else idle + 1
-            if max_idle_polls is not None and idle >= max_idle_polls:
-                break
-        return self.stats
 
 
 def trim(client: redis.Redis, streams: Streams | None = None, keep_last: int = 0) -> int:

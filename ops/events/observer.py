@@ -197,9 +197,14 @@ class Observer:
         idle = 0
         polls = 0
         while not stop.is_set():
-            self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
-            self.heartbeat_file.touch()  # the container's healthcheck reads its age
-            handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
+            try:
+                self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
+                self.heartbeat_file.touch()  # the container's healthcheck reads its age
+                handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
+            except redis.ConnectionError as exc:  # Redis restarting: the entries wait in the stream (AOF)
+                log.warning("redis unavailable, retrying: %s", exc)
+                stop.wait(1)
+                continue
             polls += 1
             if polls % 100 == 0:
                 trim(self.client, self.streams, keep_last)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -469,3 +470,24 @@ def test_an_empty_remote_gets_its_first_branch_and_a_broken_one_is_retried_not_c
     drain(observer, consumer)
     assert consumer.stats.failed >= 1 and "git fetch origin failed" in consumer.stats.errors[0]
     assert [c.status for c in observer.store.list() if c.event["version"] == 2] == ["approved"]  # not held as a conflict
+
+
+def test_the_observer_rides_out_a_redis_restart(redis_server: RedisServer, work: Path, remote: Path, tmp_path: Path) -> None:
+    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    observer = observer_for(c, work, tmp_path)
+    stop = threading.Event()
+    runner = threading.Thread(target=observer.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        Publisher(c).publish(event("project:r", 1, "/tasks/before"))
+        redis_server.halt()
+        redis_server.start()  # same port and data directory: the AOF brings the stream back
+        Publisher(c).publish(event("project:r", 2, "/tasks/after"))
+        deadline = time.monotonic() + 30
+        while len(subjects(remote)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert runner.is_alive() is False
+    assert subjects(remote) == ["task_created: /tasks/after", "task_created: /tasks/before", "start"]
