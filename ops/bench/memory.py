@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,17 @@ def run_memory_bench(
             )
         )
 
+        observer = stack.enter_context(_observer(settings, redis))
+        rows.append(
+            _measure(
+                "observer",
+                lambda: observer.pid,
+                f"{requests // 10} events published, each decided and committed to git",
+                lambda: _events_load(redis, requests // 10),
+                settle,
+            )
+        )
+
         mock = stack.enter_context(MockProviderServer())
         caddy = stack.enter_context(CaddyServer(mock.url.removeprefix("http://")))
         rows.append(
@@ -184,3 +197,51 @@ def run_memory_bench(
                 )
             )
     return rows
+
+
+@contextlib.contextmanager
+def _observer(settings: Settings, redis: RedisServer) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `ops observer run` as its own process on redis, committing to a fresh local repository."""
+    from ops.secrets import init_secrets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project, truth = Path(tmp) / "project", Path(tmp) / "truth"
+        project.mkdir()
+        (project / "vps.env.example").write_text(settings.env_example.read_text())
+        init_secrets(project / "vps.env.example", project / "vps.env")
+        subprocess.run(["git", "init", "-q", "-b", "main", str(truth)], check=True)
+        env = {
+            **os.environ,
+            "OPS_REDIS_URL": redis.url,
+            "OPS_EVENTS_REPO": str(truth),
+            "OPS_EVENTS_REMOTE": "",
+            "OPS_EVENTS_STATE_DIR": str(Path(tmp) / "state"),
+        }
+        argv = [sys.executable, "-m", "ops.cli", "observer", "run", "--project-dir", str(project)]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _events_load(redis: RedisServer, count: int) -> dict[str, Any]:
+    """Publish count low-risk events and wait until the observer has applied them all."""
+    import redis as redis_py
+
+    from ops.events.probe import probe_event
+    from ops.events.publisher import Publisher
+
+    client = redis_py.Redis.from_url(redis.url, decode_responses=True)
+    started = time.perf_counter()
+    publisher = Publisher(client)
+    for version in range(1, count + 1):
+        publisher.publish(probe_event("bench:memory", version, f"/tasks/t{version % 20}", n=version))
+    deadline = time.monotonic() + 300
+    while int(client.hget("agent_events:applied", "bench:memory") or 0) < count:
+        if time.monotonic() > deadline:
+            raise ServiceError("the observer did not apply the events within 300 s")
+        time.sleep(0.2)
+    client.close()
+    return {"events": count, "seconds": round(time.perf_counter() - started, 2)}
