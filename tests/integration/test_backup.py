@@ -26,7 +26,7 @@ from ops.config import load_settings
 from ops.errors import ConfigError, OpsError
 from ops.local.processes import GcsEmulatorServer, PostgresServer
 from ops.secrets import init_secrets
-from tests.conftest import REPO, require
+from tests.conftest import require
 from tests.fakes.qdrant import QdrantState, qdrant_app
 from tests.fakes.server import ThreadedServer
 
@@ -315,7 +315,6 @@ def test_slice_10_installs_the_jobs_then_verifies_with_a_backup_and_a_drill(ctx:
     from ops.slices import slice_10
     from ops.slices.base import Target
 
-    shutil.copytree(REPO / "backups", project / "backups")
     cron = project / "cron.d" / "aistack-backups"
     with (project / "vps.env").open("a") as env:
         env.write(f"OPS_BACKUP_CRON_FILE={cron}\n")
