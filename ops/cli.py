@@ -234,12 +234,17 @@ def backup() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _safe_settings(project_dir: Path) -> Any:
+    """The project's Settings, refusing placeholder secrets (commands that touch the running stack)."""
+    settings = load_settings(project_dir)
+    settings.require_safe_secrets()
+    return settings
+
+
 def _backup_context(project_dir: Path) -> Any:
     from ops.backup.context import backup_context
 
-    settings = load_settings(project_dir)
-    settings.require_safe_secrets()
-    return backup_context(settings)
+    return backup_context(_safe_settings(project_dir))
 
 
 @backup.command("run")
@@ -373,9 +378,7 @@ def events() -> None:
 def _events(project_dir: Path) -> Any:
     from ops.events.context import events_config
 
-    settings = load_settings(project_dir)
-    settings.require_safe_secrets()
-    return events_config(settings)
+    return events_config(_safe_settings(project_dir))
 
 
 @events.command("publish")

@@ -128,3 +128,14 @@ def init_secrets(example: Path, target: Path, dry_run: bool = False) -> dict[str
     if not dry_run:
         write_private_file(target, text)
     return values
+
+
+def scratch_project(example: Path, directory: Path) -> Path:
+    """Given vps.env.example, make directory a project with it and a generated vps.env; return directory.
+
+    For benchmarks that run ops as a separate process against local services.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vps.env.example").write_text(example.read_text())
+    init_secrets(directory / "vps.env.example", directory / "vps.env")
+    return directory

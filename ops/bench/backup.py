@@ -27,7 +27,7 @@ from ops.bench.load import RssSampler
 from ops.config import Settings
 from ops.errors import ServiceError
 from ops.local.processes import GcsEmulatorServer, PostgresServer
-from ops.secrets import init_secrets
+from ops.secrets import scratch_project
 
 ROW_BYTES = 280  # what one generated row takes on disk, with its index (measured)
 GENERATE = """
@@ -125,10 +125,7 @@ def run_backup_bench(settings: Settings, sizes_mb: tuple[int, ...] = (200, 1000)
         raise ServiceError("PostgreSQL 15 is needed (apt-get install postgresql)")
     bench = BackupBench()
     with PostgresServer() as postgres, GcsEmulatorServer() as gcs, tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "project"
-        project.mkdir()
-        (project / "vps.env.example").write_text(settings.env_example.read_text())
-        init_secrets(project / "vps.env.example", project / "vps.env")
+        project = scratch_project(settings.env_example, Path(tmp) / "project")
         with (project / "vps.env").open("a") as env_file:
             env_file.write(
                 f"OPS_BACKUP_BUCKET={gcs.bucket}\nOPS_BACKUP_GCS_ENDPOINT={gcs.url}\nOPS_POSTGRES_URL={postgres.dsn()}\n"

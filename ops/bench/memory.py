@@ -202,13 +202,10 @@ def run_memory_bench(
 @contextlib.contextmanager
 def _observer(settings: Settings, redis: RedisServer) -> Iterator[subprocess.Popen[bytes]]:
     """Run `ops observer run` as its own process on redis, committing to a fresh local repository."""
-    from ops.secrets import init_secrets
+    from ops.secrets import scratch_project
 
     with tempfile.TemporaryDirectory() as tmp:
-        project, truth = Path(tmp) / "project", Path(tmp) / "truth"
-        project.mkdir()
-        (project / "vps.env.example").write_text(settings.env_example.read_text())
-        init_secrets(project / "vps.env.example", project / "vps.env")
+        project, truth = scratch_project(settings.env_example, Path(tmp) / "project"), Path(tmp) / "truth"
         subprocess.run(["git", "init", "-q", "-b", "main", str(truth)], check=True)
         env = {
             **os.environ,

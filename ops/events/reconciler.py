@@ -103,12 +103,13 @@ class Reconciler:
         if not (repo / ".git").is_dir():
             raise OpsError(f"OPS_EVENTS_REPO: {repo} is not a git work tree")
 
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def git(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["git", "-C", str(self.repo), *self._identity, *args],
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             timeout=120,
         )
         if check and proc.returncode != 0:
@@ -198,16 +199,5 @@ class Reconciler:
             f"Event-Id: {event.event_id}\nAggregate: {event.aggregate_id}@{event.version}\n"
             f"Agent: {event.agent.agent_id} ({event.agent.model})\nCorrelation-Id: {event.metadata.correlation_id}\n"
         )
-        self._commit_message(message)
+        self.git("commit", "--quiet", "-F", "-", stdin=message)
         return Applied(self.git("rev-parse", "HEAD").stdout.strip(), str(path), "committed")
-
-    def _commit_message(self, message: str) -> None:
-        proc = subprocess.run(
-            ["git", "-C", str(self.repo), *self._identity, "commit", "--quiet", "-F", "-"],
-            input=message,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if proc.returncode != 0:
-            raise OpsError(f"git commit failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
