@@ -49,7 +49,7 @@ def plan_prune(runs: list[RunInfo], now: datetime, keep_daily: timedelta, keep_w
     """Given the bucket's runs and the time, return what to delete and keep, with reasons.
 
     Raise RetentionRefused if the newest daily or weekly backup is past its
-    retention (backups have stopped) or the plan would leave no complete backup.
+    retention (backups have stopped).
     """
     plan = PrunePlan()
     complete: dict[str, list[RunInfo]] = {}
@@ -80,10 +80,7 @@ def plan_prune(runs: list[RunInfo], now: datetime, keep_daily: timedelta, keep_w
                 plan.keep.append((run.run_id, f"{kind}, within {keep.days} days"))
     if refusals:
         raise RetentionRefused("prune deleted nothing: " + "; ".join(refusals))
-    deleting = {r for r, _ in plan.delete}
-    if any(r.complete for r in runs) and all(r.run_id in deleting for r in runs if r.complete):
-        raise RetentionRefused("prune deleted nothing: it would have deleted every complete backup")
-    return plan
+    return plan  # the newest complete run of each kind is kept above, so some complete run always remains
 
 
 def run_prune(ctx: BackupContext, dry_run: bool = False, now: datetime | None = None) -> PrunePlan:
