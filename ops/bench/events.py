@@ -135,9 +135,9 @@ def _wait_applied(observer: Observer, sent: dict[str, float], deadline: float) -
     while len(done) < len(sent):
         if time.perf_counter() > deadline:
             raise ServiceError(f"only {len(done)} of {len(sent)} events were committed in time")
-        statuses: Any = observer.client.hgetall(observer.store.index)
-        for cr_id, status in statuses.items():
-            if status == "applied" and cr_id in sent and cr_id not in done:
+        applied: Any = observer.client.smembers(observer.store.index_key("applied"))
+        for cr_id in applied:
+            if cr_id in sent and cr_id not in done:
                 done[cr_id] = time.perf_counter() - sent[cr_id]
         time.sleep(0.05)
     return list(done.values())

@@ -4,7 +4,8 @@ A change request's id is ``cr_<event id>``, so a re-delivered event finds
 its request instead of making a second one. Status goes pending -> approved
 -> applied, or pending -> rejected; an approved request whose push met a
 conflict goes back to pending. The file (written atomically) is the
-record; the Redis hash ``<stream>:cr`` indexes id -> status for listing.
+record; one Redis set per status (``<stream>:cr:<status>``) indexes the ids,
+so the observer's poll reads the approved ones only, however long the history.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class ChangeStore:
         self.directory = directory
         self.client = client
         self.streams = streams or Streams()
-        self.index = f"{self.streams.name}:cr"
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, cr_id: str) -> Path:
@@ -87,14 +87,25 @@ class ChangeStore:
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp.name, self._path(cr.id))
-        self.client.hset(self.index, cr.id, cr.status)
+        self._index(cr.id, cr.status)
+
+    def index_key(self, status: str) -> str:
+        return f"{self.streams.name}:cr:{status}"
+
+    def _index(self, cr_id: str, status: str) -> None:
+        with self.client.pipeline(transaction=True) as tx:
+            for other in STATUSES:
+                if other != status:
+                    tx.srem(self.index_key(other), cr_id)
+            tx.sadd(self.index_key(status), cr_id)
+            tx.execute()
 
     def create(self, event: Event, stream_id: str, status: str, reason: str) -> tuple[ChangeRequest, bool]:
         """Return the event's change request, made now with status and reason unless it exists (then created is False)."""
         cr_id = CR_ID_PREFIX + event.event_id
         if self._path(cr_id).exists():
             found = self.get(cr_id)
-            self.client.hset(self.index, cr_id, found.status)  # a crash may have come between file and index
+            self._index(cr_id, found.status)  # a crash may have come between file and index
             return found, False
         cr = ChangeRequest(cr_id, event.to_dict(), stream_id, status, reason, history=[f"{now()} {status}: {reason}"])
         self._write(cr)
@@ -117,10 +128,15 @@ class ChangeStore:
         self._write(cr)
         return cr
 
+    def count(self, status: str) -> int:
+        return int(self.client.scard(self.index_key(status)))
+
     def list(self, status: str | None = None) -> list[ChangeRequest]:
-        """Return change requests (with status, if given), oldest event first."""
-        index: Any = self.client.hgetall(self.index)
-        ids = [i for i, s in index.items() if status is None or s == status]
+        """Return change requests (with status, if given), by aggregate and version."""
+        ids: set[str] = set()
+        for each in [status] if status else STATUSES:
+            members: Any = self.client.smembers(self.index_key(each))
+            ids |= set(members)
         found = [self.get(i) for i in ids if self._path(i).exists()]
         return sorted(found, key=lambda c: (c.event["aggregate_id"], c.event["version"], c.created_at))
 

@@ -27,7 +27,7 @@ from typing import Any
 import redis
 
 from ops.errors import OpsError
-from ops.events.changes import ChangeRequest, ChangeStore
+from ops.events.changes import STATUSES, ChangeRequest, ChangeStore
 from ops.events.consumer import Consumer, Stats, trim
 from ops.events.publisher import Streams
 from ops.events.reconciler import PushConflict, Reconciler, UnsafePath, target_path
@@ -216,10 +216,7 @@ class Observer:
 
 def status(observer: Observer) -> dict[str, Any]:
     """What the observer sees: stream length, pending entries, dead letters, change requests by status."""
-    counts: dict[str, int] = {}
-    values: Any = observer.client.hvals(observer.store.index)
-    for value in values:
-        counts[str(value)] = counts.get(str(value), 0) + 1
+    counts = {status: n for status in STATUSES if (n := observer.store.count(status))}
     return {
         "stream": observer.streams.name,
         "length": observer.client.xlen(observer.streams.name),
