@@ -26,7 +26,7 @@ from ops.stack import load_stack
 
 UPSTREAM_LATENCY_MS = 50
 MODEL = "gpt-4"
-UPSTREAM_MODEL = "gpt-4-turbo"
+UPSTREAM_MODEL = "gpt-5.4-2026-03-05"
 
 
 @dataclass(frozen=True)

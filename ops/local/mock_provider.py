@@ -193,7 +193,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
 
 
 async def openai_models(request: web.Request) -> web.Response:
-    names = ["gpt-4-turbo", "mock-model"]
+    names = ["gpt-5.4-2026-03-05", "mock-model"]
     return web.json_response({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "mock"} for n in names]})
 
 

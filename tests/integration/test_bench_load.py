@@ -29,7 +29,7 @@ def test_closed_loop_counts_every_request(mock: MockProviderServer) -> None:
 
 def test_closed_loop_reports_upstream_errors(mock: MockProviderServer) -> None:
     httpx.post(f"{mock.url}/__mock/behaviour", json={"provider": "openai", "status": 500})
-    body = {"model": "gpt-4-turbo", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gpt-5.4-2026-03-05", "messages": [{"role": "user", "content": "hi"}]}
     result = closed_loop(f"{mock.url}/v1/chat/completions", 40, 4, "POST", body, {"Authorization": "Bearer k"})
     assert result.errors == 40
     assert result.error_samples[0] == "HTTP 500"

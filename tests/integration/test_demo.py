@@ -20,11 +20,11 @@ from tests.conftest import REPO, require
 pytestmark = pytest.mark.integration
 
 EXPECTED = {
-    "gpt-4": "openai gpt-4-turbo",
-    "claude-3": "anthropic claude-3-5-sonnet-20241022",
-    "gemini-2": "gemini gemini-2.0-flash",
-    "cheap": "openrouter google/gemini-2.0-flash-001",
-    "smart": "openrouter anthropic/claude-3.5-sonnet",
+    "gpt-4": "openai gpt-5.4-2026-03-05",
+    "claude-3": "anthropic claude-sonnet-5",
+    "gemini-2": "gemini gemini-3.1-flash-lite",
+    "cheap": "openrouter google/gemini-3.1-flash-lite",
+    "smart": "openrouter anthropic/claude-opus-5",
 }
 
 

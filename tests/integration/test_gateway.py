@@ -26,11 +26,11 @@ from tests.fakes.server import ThreadedServer
 pytestmark = pytest.mark.integration
 
 GROUPS = {
-    "gpt-4": ("openai", "gpt-4-turbo"),
-    "claude-3": ("anthropic", "claude-3-5-sonnet-20241022"),
-    "gemini-2": ("gemini", "gemini-2.0-flash"),
-    "cheap": ("openrouter", "google/gemini-2.0-flash-001"),
-    "smart": ("openrouter", "anthropic/claude-3.5-sonnet"),
+    "gpt-4": ("openai", "gpt-5.4-2026-03-05"),
+    "claude-3": ("anthropic", "claude-sonnet-5"),
+    "gemini-2": ("gemini", "gemini-3.1-flash-lite"),
+    "cheap": ("openrouter", "google/gemini-3.1-flash-lite"),
+    "smart": ("openrouter", "anthropic/claude-opus-5"),
 }
 LANGFUSE_KEYS = ("pk-lf-test", "sk-lf-test")
 
@@ -175,7 +175,7 @@ def test_trace_reaches_langfuse_with_model_tokens_cost_and_latency(
     response = chat(gateway, "gpt-4")
     assert response.status_code == 200
     generation = wait_for_generations(langfuse, before + 1)[-1]
-    assert generation["model"] == "openai/gpt-4-turbo"
+    assert generation["model"] == "openai/gpt-5.4-2026-03-05"
     usage = response.json()["usage"]
     assert (generation["promptTokens"], generation["completionTokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert generation["calculatedTotalCost"] and generation["calculatedTotalCost"] > 0
@@ -190,7 +190,7 @@ def test_fallback_traces_both_attempts(gateway: LiteLLMServer, langfuse: Threade
     assert chat(gateway, "gpt-4").status_code == 200
     generations = wait_for_generations(langfuse, before + 2)[before:]
     levels = {g["model"].split("/")[-1]: g["level"] for g in generations}
-    assert levels == {"gpt-4-turbo": "ERROR", "claude-3-5-sonnet-20241022": "DEFAULT"}
+    assert levels == {"gpt-5.4-2026-03-05": "ERROR", "claude-sonnet-5": "DEFAULT"}
 
 
 def test_langfuse_down_does_not_fail_requests(

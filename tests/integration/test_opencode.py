@@ -72,7 +72,7 @@ def test_config_offers_the_gateway_groups() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "deployment"), [("cheap", "google/gemini-2.0-flash-001"), ("smart", "anthropic/claude-3.5-sonnet")]
+    ("model", "deployment"), [("cheap", "google/gemini-3.1-flash-lite"), ("smart", "anthropic/claude-opus-5")]
 )
 def test_opencode_answers_through_the_gateway(
     gateway: LiteLLMServer, home: Path, mock_provider: MockProviderServer, model: str, deployment: str
@@ -84,7 +84,7 @@ def test_opencode_answers_through_the_gateway(
     assert f"[mock openrouter {deployment}]" in proc.stdout
     calls = control.calls("openrouter")
     assert calls and all(c["stream"] for c in calls)
-    assert {c["model"] for c in calls} <= {deployment, "google/gemini-2.0-flash-001"}  # the small model may title the session
+    assert {c["model"] for c in calls} <= {deployment, "google/gemini-3.1-flash-lite"}  # the small model may title the session
 
 
 def test_opencode_with_a_wrong_key_gets_no_answer(gateway: LiteLLMServer, home: Path, mock_provider: MockProviderServer) -> None:

@@ -134,8 +134,8 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
         "master_key must come from the environment",
     ),
     "deployment without a price": (
-        edit(LITELLM, "      output_cost_per_token: 0.000015\n", "", 1),
-        "litellm-config",
+        edit(LITELLM, "      output_cost_per_token: 0.00001\n", "", 1),
+        "model-lifecycle",
         "'claude-3' has no output_cost_per_token",
     ),
     "caddyfile invalid": (

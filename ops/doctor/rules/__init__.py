@@ -12,6 +12,7 @@ from ops.doctor.rules import (
     images,
     litellm_config,
     memory,
+    model_lifecycle,
     ports,
     secrets,
 )
@@ -25,5 +26,6 @@ RULES: list[ModuleType] = [
     images,
     healthchecks,
     litellm_config,
+    model_lifecycle,
     caddyfile,
 ]

@@ -1,15 +1,18 @@
-"""litellm-config.yaml is well formed, every model group has a fallback, and no key is written in it."""
+"""litellm-config.yaml is well formed, every model group has a fallback, and no key is written in it.
+
+Prices are the model-lifecycle rule's: whether a deployment must state one depends on LiteLLM's price map.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from ops.doctor import DoctorContext, Finding
+from ops.errors import ConfigError
+from ops.gateway.litellm_config import as_deployment, load_config
 
 NAME = "litellm-config"
-DESCRIPTION = "litellm-config.yaml valid; every model group has a fallback and a price; keys come from the environment"
+DESCRIPTION = "litellm-config.yaml valid; every model group has a fallback; keys come from the environment"
 
 
 def _fallbacks(router: dict[str, Any]) -> dict[str, list[str]] | str:
@@ -25,46 +28,31 @@ def _fallbacks(router: dict[str, Any]) -> dict[str, list[str]] | str:
 
 
 def check(ctx: DoctorContext) -> list[Finding]:
-    path = ctx.settings.litellm_config
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return [Finding(NAME, "error", f"cannot read {path.name}: {exc.strerror}")]
-    except yaml.YAMLError as exc:
-        return [Finding(NAME, "error", f"{path.name} is not valid YAML: {exc}")]
-    if not isinstance(data, dict) or not isinstance(data.get("model_list"), list) or not data["model_list"]:
-        return [Finding(NAME, "error", f"{path.name} must have a non-empty model_list")]
+        data = load_config(ctx.settings.litellm_config)
+    except ConfigError as exc:
+        return [Finding(NAME, "error", str(exc))]
     findings = []
     groups: list[str] = []
     for index, entry in enumerate(data["model_list"]):
-        params = entry.get("litellm_params") if isinstance(entry, dict) else None
-        if not isinstance(entry, dict) or not entry.get("model_name") or not isinstance(params, dict) or not params.get("model"):
+        deployment = as_deployment(entry)
+        if deployment is None:
             findings.append(Finding(NAME, "error", f"model_list[{index}] needs model_name and litellm_params.model"))
             continue
-        groups.append(str(entry["model_name"]))
-        if "/" not in str(params["model"]):
+        groups.append(deployment.group)
+        if not deployment.provider:
             findings.append(
                 Finding(
                     NAME,
                     "error",
-                    f"model {entry['model_name']!r}: litellm_params.model {params['model']!r} names no provider (provider/model)",
+                    f"model {deployment.group!r}: litellm_params.model {deployment.model!r} names no provider (provider/model)",
                 )
             )
-        for price in ("input_cost_per_token", "output_cost_per_token"):
-            if not isinstance(params.get(price), int | float) or params[price] < 0:
-                findings.append(
-                    Finding(
-                        NAME,
-                        "error",
-                        f"model {entry['model_name']!r} has no {price}: budgets and cost tracking would count it as $0",
-                    )
-                )
-        for key in ("api_key", "api_base"):
-            value = params.get(key)
-            if key == "api_key" and value is not None and not str(value).startswith("os.environ/"):
-                findings.append(
-                    Finding(NAME, "error", f"model {entry['model_name']!r}: api_key is written in the file; use os.environ/NAME")
-                )
+        value = deployment.params.get("api_key")
+        if value is not None and not str(value).startswith("os.environ/"):
+            findings.append(
+                Finding(NAME, "error", f"model {deployment.group!r}: api_key is written in the file; use os.environ/NAME")
+            )
     chains = _fallbacks(data.get("router_settings") or {})
     if isinstance(chains, str):
         return [*findings, Finding(NAME, "error", chains)]
