@@ -58,7 +58,8 @@ def caddy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caddy]:
         [program, "run", "--config", str(REPO / "Caddyfile"), "--adapter", "caddyfile"], env=env, stdout=log, stderr=log
     )
     try:
-        wait_until(lambda: proc.poll() is None and httpx.get(server.url("langfuse", "/"), timeout=2).status_code == 502, 30, "caddy")
+        up = server.url("langfuse", "/")  # langfuse-web does not resolve: 502 once Caddy serves
+        wait_until(lambda: proc.poll() is None and httpx.get(up, timeout=2).status_code == 502, 30, "caddy")
         yield server
     finally:
         proc.terminate()
