@@ -21,6 +21,7 @@ def test_event_slices_apply_and_verify_with_the_observer_service(stack_project: 
     (stack_project.dir / "docs" / "EVENT_SCHEMA.md").write_text("# events\n")
     with (stack_project.dir / "vps.env").open("a") as env:
         env.write("OPS_EVENTS_REMOTE=\n")  # commit only: pushing is covered by the integration tests
+        env.write("COMPOSE_PROFILES=events\n")  # the observer's profile, on once the truth repository exists
     runtime = engine.Runtime.for_settings(stack_project.settings)
 
     for number in (7, 8, 9):
