@@ -491,6 +491,56 @@ def cr_reject(project_dir: Path, cr_id: str, reason: str, by: str | None) -> Non
 
 
 @main.group()
+def images() -> None:
+    """Container images: check each exists in its registry, pin their digests (needs network access)."""
+
+
+registry_map_option = click.option(
+    "--registry-map",
+    "registry_map",
+    multiple=True,
+    metavar="NAME=URL",
+    help="Reach registry NAME at URL instead (a mirror, a test registry), e.g. docker.io=http://127.0.0.1:5000.",
+)
+
+
+@images.command("check")
+@project_dir_option
+@registry_map_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def images_check(project_dir: Path, registry_map: tuple[str, ...], as_json: bool) -> None:
+    """Ask each image's registry for its manifest; exit 1 naming each image missing or not checked."""
+    from ops.images import check_images
+
+    report = check_images(load_settings(project_dir).compose_file, registry_map)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        for status in report.images:
+            click.echo(status.line())
+        if report.unreachable:
+            click.echo(f"no container registry reachable: {report.unreachable}", err=True)
+        elif not report.ok:
+            click.echo("not found or not checked: " + ", ".join(f"{i.service} ({i.image})" for i in report.problems), err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+@images.command("pin")
+@project_dir_option
+@registry_map_option
+@click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
+def images_pin(project_dir: Path, registry_map: tuple[str, ...], dry_run: bool) -> None:
+    """Write each tag's current digest into docker-compose.vps.yml (image: name:tag@sha256:...)."""
+    from ops.images import pin_images
+
+    result = pin_images(load_settings(project_dir).compose_file, registry_map, dry_run)
+    if result.diff:
+        click.echo(result.diff, nl=False)
+    verb = "would pin" if dry_run else "pinned"
+    click.echo(f"{verb} {len(result.changes)} image(s); {len(result.unchanged)} already current")
+
+
+@main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""
 

@@ -19,6 +19,9 @@ if [ "${1:-}" = "stack" ]; then  # the stack tier only; local mode needs none of
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+  # a real registry on loopback and a client that pushes to it (tests/stack/test_images_registry.py)
+  [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  [ -x /usr/bin/skopeo ] || need+=(skopeo)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
@@ -44,4 +47,5 @@ if command -v service >/dev/null 2>&1; then
   "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
   "${sudo[@]}" service postgresql stop >/dev/null 2>&1 || true
   "${sudo[@]}" service ssh stop >/dev/null 2>&1 || true
+  "${sudo[@]}" service docker-registry stop >/dev/null 2>&1 || true
 fi

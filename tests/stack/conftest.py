@@ -4,6 +4,14 @@ The engine is Debian's docker.io; when `docker info` fails as root, the
 fixture starts dockerd and stops it afterwards. Images are built once per
 recipe (tests/stack/images.py). Every test project gets its own compose
 project name, loopback ports and volumes, and is taken down with its volumes.
+With AISTACK_REAL_IMAGES=1 (`make test-real`) the products run on the compose
+file's own pinned images instead of the stand-ins.
+
+No testcontainers: what is under test is the compose file itself (its limits,
+healthchecks, networks and depends_on), so the tier starts containers through
+`docker compose`; the only single containers are one-shot `docker run --rm`
+helpers, and by default testcontainers starts its own reaper container
+(testcontainers/ryuk), an image this machine cannot pull.
 """
 
 from __future__ import annotations
@@ -26,11 +34,15 @@ from ops.config import Settings, load_settings
 from ops.envfile import read_env_file
 from ops.local.processes import free_port
 from ops.secrets import init_secrets
+from ops.stack import load_stack
 from tests.conftest import PROJECT_FILES, REPO, require
-from tests.stack.images import build_all
+from tests.stack.images import RECIPES, build, build_all
 
 pytestmark = pytest.mark.stack
 IMAGE_CACHE = Path(os.environ.get("AISTACK_STANDIN_CACHE", "/var/cache/aistack-standin"))
+# `make test-real`: the compose file's own pinned images for the products (postgres, redis, caddy, litellm), pulled
+# by compose; the stand-in python image still runs the contract fakes, the mock provider and the observer from source.
+REAL_IMAGES = os.environ.get("AISTACK_REAL_IMAGES") == "1"
 
 
 def _docker_ok() -> bool:
@@ -60,7 +72,13 @@ def docker_engine() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def images(docker_engine: None) -> dict[str, str]:
     require(shutil.which("debootstrap"), "debootstrap (apt-get install debootstrap)")
-    return build_all(IMAGE_CACHE)
+    if REAL_IMAGES:
+        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        stack = load_stack(REPO / "docker-compose.vps.yml")
+        real = {name: str(stack.service(name).image) for name in ("postgres", "redis", "caddy", "litellm")}
+        return {**real, "python": build(RECIPES["python"], IMAGE_CACHE)}
+    built = build_all(IMAGE_CACHE)
+    return {**built, "litellm": built["python"]}
 
 
 @dataclass
@@ -108,9 +126,11 @@ services:
   caddy:
     image: {caddy}
   litellm:
-    image: {python}
-    # LiteLLM's database features need Prisma's engine, which cannot be fetched here: no DATABASE_URL
-    entrypoint: ["sh", "-c", 'unset DATABASE_URL; exec /opt/venv/bin/litellm "$$@"', "litellm"]
+    image: {litellm}
+    # LiteLLM's database features need Prisma's engine, which cannot be fetched here: no DATABASE_URL.
+    # `litellm` from PATH: the stand-in's /opt/venv/bin, the real image's pip install (source: BerriAI/litellm
+    # Dockerfile, whose docker/prod_entrypoint.sh execs litellm), so make test-real runs the same gateway.
+    entrypoint: ["sh", "-c", 'unset DATABASE_URL; exec litellm "$$@"', "litellm"]
     ports: !override
       - "127.0.0.1:{gateway_port}:4000"
     environment:
