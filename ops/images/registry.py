@@ -3,7 +3,8 @@
 Anonymous, as the VM pulls: a 401 with a Bearer challenge is answered with a
 token from the challenge's realm, as distribution's token authentication
 specifies (docs/spec/auth/token.md). HEAD requests only, which Docker Hub
-does not count against its pull rate limit.
+does not count against its pull rate limit (source: docs.docker.com/docker-hub/usage/pulls:
+a GET of a manifest counts as a pull, a HEAD does not).
 """
 
 from __future__ import annotations
