@@ -148,20 +148,25 @@ def slice_command(
     if number is None:
         raise click.UsageError("give a slice NUMBER (1-12) or --list")
     get_slice(number)  # a clear error for a number out of range, before touching anything
+    from ops.interrupts import Interrupted
     from ops.slices import engine
 
     runtime = engine.Runtime.for_settings(load_settings(project_dir))
     if action in ("apply", "rollback") and not (yes or dry_run):
         click.confirm(f"{action} slice {number}?", abort=True)
     result: Any
-    if action == "plan":
-        result = engine.run_plan(runtime, number)
-    elif action == "apply":
-        result = engine.run_apply(runtime, number, dry_run=dry_run)
-    elif action == "rollback":
-        result = engine.run_rollback(runtime, number)
-    else:
-        result = engine.run_verify(runtime, number)
+    try:
+        if action == "plan":
+            result = engine.run_plan(runtime, number)
+        elif action == "apply":
+            result = engine.run_apply(runtime, number, dry_run=dry_run)
+        elif action == "rollback":
+            result = engine.run_rollback(runtime, number)
+        else:
+            result = engine.run_verify(runtime, number)
+    except Interrupted as exc:  # the lock is released and the journal says interrupted by now
+        click.echo(f"error: slice {number}: {exc}; see `ops status`", err=True)
+        sys.exit(exc.exit_code)
     if as_json:
         _emit(result.to_dict())
     else:
@@ -182,8 +187,9 @@ def status(project_dir: Path, as_json: bool) -> None:
     if as_json:
         _emit({"slices": [r.to_dict() for r in rows]})
     else:
-        for row in rows:
-            click.echo(f"{row.number:>2}  {row.title:<46} {row.state:<20} {row.at}")
+        from ops.output import status_text
+
+        click.echo(status_text([r.to_dict() for r in rows]))
 
 
 @main.group()

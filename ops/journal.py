@@ -5,6 +5,12 @@ outcome, duration). One lock row keeps two operators from running at once;
 a lock whose holder stopped sending heartbeats is reported as stale, never
 broken silently. SQL goes through psql (in the postgres container, or a
 local one in tests) with psql variables for every value.
+
+A row is ``running`` while its operation runs, under the lock. A ``running``
+row whose process no longer holds the lock was killed (SIGKILL, a reboot):
+it reads as ``interrupted``. A slice whose latest operation did not end
+``ok`` (failed, rolled back, rollback-failed, interrupted, running) does not
+count as applied and verified, so no slice that needs it can be applied.
 """
 
 from __future__ import annotations
@@ -15,14 +21,21 @@ import io
 import os
 import socket
 import subprocess
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ops.errors import OpsError, ServiceError
+from ops.interrupts import Interrupted, shielded
 
 STALE_AFTER_MINUTES = 30
+HEARTBEAT_SECONDS = 60.0  # well inside STALE_AFTER_MINUTES, so a long apply never looks stale
 
+# Two operators starting at once on a fresh database would race on CREATE SCHEMA (a unique
+# violation in pg_namespace): the whole schema is created under one transaction-level advisory lock.
 SCHEMA = """
+BEGIN;
+SELECT pg_advisory_xact_lock(7355608);
 CREATE SCHEMA IF NOT EXISTS ops;
 CREATE TABLE IF NOT EXISTS ops.journal (
   id bigserial PRIMARY KEY,
@@ -37,6 +50,7 @@ CREATE TABLE IF NOT EXISTS ops.journal (
   detail text,
   duration_ms int
 );
+ALTER TABLE ops.journal ADD COLUMN IF NOT EXISTS pid int;
 CREATE TABLE IF NOT EXISTS ops.lock (
   id int PRIMARY KEY CHECK (id = 1),
   holder text NOT NULL,
@@ -46,6 +60,7 @@ CREATE TABLE IF NOT EXISTS ops.lock (
   acquired_at timestamptz NOT NULL DEFAULT now(),
   heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
+COMMIT;
 """
 
 
@@ -59,13 +74,24 @@ class Psql:
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    timeout: float = 120.0
 
     def query(self, sql: str, **variables: object) -> list[list[str]]:
-        """Run sql (psql variables as :'name'); return the rows of its output. Raise ServiceError on an SQL error."""
+        """Run sql (psql variables as :'name'); return the rows of its output.
+
+        Raise ServiceError on an SQL error, or when psql does not finish within timeout seconds.
+        """
         argv = [*self.argv, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--csv", "-t"]
         for name, value in variables.items():
             argv += ["-v", f"{name}={'' if value is None else value}"]
-        proc = subprocess.run(argv, input=sql, capture_output=True, text=True, env={**os.environ, **dict(self.env)}, timeout=120)
+        try:
+            proc = subprocess.run(
+                argv, input=sql, capture_output=True, text=True, env={**os.environ, **dict(self.env)}, timeout=self.timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            # name the statement, never the argv: a connection string there can hold a password
+            statement = " ".join(sql.split())[:80]
+            raise ServiceError(f"psql did not finish within {self.timeout:g} s running: {statement}") from exc
         if proc.returncode != 0:
             raise ServiceError(f"psql failed: {(proc.stderr or proc.stdout).strip()[-600:]}")
         return [row for row in csv.reader(io.StringIO(proc.stdout)) if row]
@@ -87,9 +113,27 @@ class Entry:
     outcome: str
     detail: str
     duration_ms: int | None
+    host: str = ""
+    pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def effective_outcome(entry: Entry, holder: tuple[str, int] | None) -> str:
+    """Given a journal row and the lock's holder (host, pid) or None, return the row's outcome as it stands.
+
+    A ``running`` row is still running only while the process that wrote it holds the lock;
+    otherwise that process died without finishing it: ``interrupted``.
+    """
+    if entry.outcome != "running":
+        return entry.outcome
+    return "running" if holder is not None and holder == (entry.host, entry.pid) else "interrupted"
+
+
+def satisfies_prerequisite(entry: Entry | None) -> bool:
+    """Given a slice's latest operation (outcome already effective) or None, return True if it left the slice verified."""
+    return entry is not None and entry.action in ("apply", "verify") and entry.outcome == "ok"
 
 
 class Journal:
@@ -98,13 +142,15 @@ class Journal:
         self.psql.query(SCHEMA)
 
     def start(self, slice_number: int | None, action: str, plan_hash: str = "") -> int:
-        user, host, _ = whoami()
+        """Journal an operation as running by this process; return its row id."""
+        user, host, pid = whoami()
         rows = self.psql.query(
-            "INSERT INTO ops.journal (actor, host, slice, action, plan_hash) "
-            "VALUES (:'actor', :'host', NULLIF(:'slice', '')::int, "
+            "INSERT INTO ops.journal (actor, host, pid, slice, action, plan_hash) "
+            "VALUES (:'actor', :'host', :'pid', NULLIF(:'slice', '')::int, "
             ":'action', :'plan_hash') RETURNING id;",
             actor=user,
             host=host,
+            pid=pid,
             slice="" if slice_number is None else slice_number,
             action=action,
             plan_hash=plan_hash,
@@ -120,37 +166,59 @@ class Journal:
             id=entry_id,
         )
 
+    _COLUMNS = (
+        "id, started_at, actor, coalesce(slice::text, ''), action, coalesce(plan_hash, ''), outcome, "
+        "coalesce(detail, ''), coalesce(duration_ms::text, ''), host, coalesce(pid::text, '')"
+    )
+
+    @staticmethod
+    def _entry(r: list[str]) -> Entry:
+        def number(text: str) -> int | None:
+            return int(text) if text else None
+
+        return Entry(int(r[0]), r[1], r[2], number(r[3]), r[4], r[5], r[6], r[7], number(r[8]), r[9], number(r[10]))
+
     def entries(self, limit: int = 50) -> list[Entry]:
-        rows = self.psql.query(
-            "SELECT id, started_at, actor, coalesce(slice::text, ''), action, coalesce(plan_hash, ''), outcome, "
-            "coalesce(detail, ''), coalesce(duration_ms::text, '') FROM ops.journal ORDER BY id DESC LIMIT :'limit';",
-            limit=limit,
-        )
-        return [
-            Entry(int(r[0]), r[1], r[2], int(r[3]) if r[3] else None, r[4], r[5], r[6], r[7], int(r[8]) if r[8] else None)
-            for r in rows
-        ]
+        """The newest limit rows, newest first, as written (a killed operation's row still says running)."""
+        rows = self.psql.query(f"SELECT {self._COLUMNS} FROM ops.journal ORDER BY id DESC LIMIT :'limit';", limit=limit)
+        return [self._entry(r) for r in rows]
 
     def slice_states(self) -> dict[int, Entry]:
-        """The latest finished apply, verify or rollback of each slice."""
-        states: dict[int, Entry] = {}
-        for entry in reversed(self.entries(1000)):
-            if entry.slice is not None and entry.outcome != "running":
-                states[entry.slice] = entry
+        """Each slice's latest operation, its outcome made effective (a dead ``running`` row reads ``interrupted``)."""
+        rows = self.psql.query(
+            f"SELECT DISTINCT ON (slice) {self._COLUMNS} FROM ops.journal WHERE slice IS NOT NULL ORDER BY slice, id DESC;"
+        )
+        holder = lock_holder(self.psql)
+        states = {}
+        for entry in map(self._entry, rows):
+            assert entry.slice is not None
+            states[entry.slice] = replace(entry, outcome=effective_outcome(entry, holder))
         return states
 
     def verified(self, slice_number: int) -> bool:
         """True if the slice's latest operation left it applied and verified."""
-        entry = self.slice_states().get(slice_number)
-        return entry is not None and entry.action in ("apply", "verify") and entry.outcome == "ok"
+        return satisfies_prerequisite(self.slice_states().get(slice_number))
+
+
+def lock_holder(psql: Psql) -> tuple[str, int] | None:
+    """Return the (host, pid) holding the operator lock, or None when it is free."""
+    rows = psql.query("SELECT host, pid FROM ops.lock WHERE id = 1;")
+    return (rows[0][0], int(rows[0][1])) if rows else None
 
 
 class Lock:
-    """The single operator lock. Use as a context manager; raise LockError when it is held."""
+    """The single operator lock. Use as a context manager; raise LockError when it is held.
 
-    def __init__(self, psql: Psql, operation: str) -> None:
+    While held as a context manager, a background thread sends a heartbeat every
+    heartbeat_every seconds, so a long operation never looks stale.
+    """
+
+    def __init__(self, psql: Psql, operation: str, heartbeat_every: float = HEARTBEAT_SECONDS) -> None:
         self.psql, self.operation = psql, operation
         self.user, self.host, self.pid = whoami()
+        self.heartbeat_every = heartbeat_every
+        self._stop = threading.Event()
+        self._beating: threading.Thread | None = None
 
     def acquire(self) -> None:
         rows = self.psql.query(
@@ -188,12 +256,32 @@ class Lock:
     def release(self) -> None:
         self.psql.query("DELETE FROM ops.lock WHERE id = 1 AND pid = :'pid' AND host = :'host';", pid=self.pid, host=self.host)
 
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_every):
+            try:
+                self.heartbeat()
+            except OpsError:  # Postgres busy or restarting: the next beat tries again
+                continue
+
     def __enter__(self) -> Lock:
-        self.acquire()
+        try:
+            with shielded():  # a signal while the row is being inserted is raised once we know we hold it
+                self.acquire()
+                self._stop.clear()
+                self._beating = threading.Thread(target=self._beat, name=f"ops-lock-heartbeat-{self.pid}", daemon=True)
+                self._beating.start()
+        except Interrupted:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        with shielded():  # a second SIGTERM must not leave the lock behind
+            self._stop.set()
+            if self._beating is not None:
+                self._beating.join()
+                self._beating = None
+            self.release()
 
 
 def break_lock(psql: Psql) -> str | None:

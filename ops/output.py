@@ -61,10 +61,24 @@ def slice_result_text(data: dict[str, Any]) -> str:
         lines.append("  running now: " + (", ".join(f"{s}={'yes' if r else 'no'}" for s, r in data["running"].items()) or "-"))
     for check in data.get("checks", []):
         lines.append(f"  {'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    if data.get("error"):
+        lines.append(f"  FAILED  {data['error']}")
     if data.get("outcome"):
         lines.append(f"  outcome: {data['outcome']}" + (f" (snapshot {data['snapshot']})" if data.get("snapshot") else ""))
     if data.get("rollback"):
         lines.append("  rolled back: " + "; ".join(data["rollback"]["steps"]))
     if data.get("saved_to"):
         lines.append(f"  current state saved to {data['saved_to']}")
+    return "\n".join(lines)
+
+
+def status_text(rows: list[dict[str, Any]]) -> str:
+    """Render `ops status` rows (SliceStatus.to_dict()): one line a slice, and the next step under one that needs it."""
+    lines = []
+    for row in rows:
+        lines.append(f"{row['number']:>2}  {row['title']:<46} {row['state']:<24} {row['at']}".rstrip())
+        if row.get("hint"):
+            lines.append(f"    {row['hint']}")
+            if row.get("detail"):
+                lines.append(f"    {row['detail'][:300]}")
     return "\n".join(lines)

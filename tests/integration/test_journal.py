@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ops.errors import ServiceError
-from ops.journal import Journal, Lock, LockError, Psql, break_lock
-from ops.local.processes import PostgresServer
+from ops.journal import Journal, Lock, LockError, Psql, break_lock, lock_holder
+from ops.local.processes import PostgresServer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +68,120 @@ def test_stale_lock_is_reported_not_broken(psql: Psql) -> None:
 def test_sql_error_is_a_clear_error(psql: Psql) -> None:
     with pytest.raises(ServiceError, match=r'psql failed: .*relation "nope" does not exist'):
         psql.query("SELECT * FROM nope;")
+
+
+def test_a_statement_that_hangs_is_an_error_naming_it_and_the_timeout(psql: Psql) -> None:
+    slow = dataclasses.replace(psql, timeout=1)
+    with pytest.raises(ServiceError, match=r"^psql did not finish within 1 s running: SELECT pg_sleep\(10\);$"):
+        slow.query("SELECT pg_sleep(10);")
+
+
+def test_a_killed_operation_reads_interrupted_and_no_longer_counts_as_verified(psql: Psql) -> None:
+    journal = Journal(psql)
+    journal.finish(journal.start(1, "apply"), "ok")
+    journal.start(1, "verify")  # never finished, and no lock held: its process was killed
+    assert journal.entries(1)[0].outcome == "running"  # as written
+    assert journal.slice_states()[1].outcome == "interrupted"
+    assert not journal.verified(1)  # the earlier "apply ok" does not let slice 2 go
+    with Lock(psql, "verify slice 1"):  # while its own process holds the lock, it is at work
+        assert journal.slice_states()[1].outcome == "running"
+
+
+def test_the_lock_keeps_beating_while_a_long_operation_holds_it(psql: Psql) -> None:
+    Journal(psql)
+    with Lock(psql, "apply slice 1", heartbeat_every=0.2):
+        psql.query("UPDATE ops.lock SET heartbeat_at = now() - interval '45 minutes';")  # as after a long compose up
+        idle = "SELECT (extract(epoch FROM now() - heartbeat_at) / 60)::int FROM ops.lock;"
+        wait_until(lambda: int(psql.query(idle)[0][0]) < 1, 60, "a heartbeat from the lock's thread")
+        other = Lock(psql, "apply slice 2")
+        other.pid += 1
+        with pytest.raises(LockError) as caught:
+            other.acquire()
+        assert "stale" not in str(caught.value)
+
+
+RACER = """
+import pathlib, sys, time
+from ops.journal import Journal, Lock, LockError, Psql
+psql, go = Psql((sys.argv[1], sys.argv[2])), pathlib.Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.01)
+try:
+    Journal(psql)  # a fresh database: both create the schema at once
+    Lock(psql, "apply slice 1").acquire()
+except LockError:
+    print("lost")
+else:
+    print("won")
+"""
+
+
+def test_two_operators_racing_for_the_lock_exactly_one_wins(psql: Psql, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, *psql.argv, str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    go.touch()
+    results = [racer.communicate(timeout=120) for racer in racers]
+    assert sorted(out.strip() for out, _ in results) == ["lost", "lost", "lost", "won"], results
+    winner = next(racer.pid for racer, (out, _) in zip(racers, results, strict=True) if out.strip() == "won")
+    assert lock_holder(psql) == (socket.gethostname(), winner)
+
+
+OPERATOR = """
+import sys
+from pathlib import Path
+from ops.config import load_settings
+from ops.interrupts import Interrupted
+from ops.journal import Psql
+from ops.runtime.compose import Compose
+from ops.slices import engine
+from ops.slices.base import Target
+
+project, psql_bin, dsn, gateway = sys.argv[1:5]
+settings = load_settings(Path(project))
+target = Target(gateway, "sk-x", gateway, "pk", "sk", timeout=600)
+runtime = engine.Runtime(settings, Compose.for_settings(settings), Psql((psql_bin, dsn)), target)
+try:
+    engine.run_verify(runtime, 1)
+except Interrupted as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_operation_releases_the_lock_and_journals_interrupted(
+    psql: Psql, project: Path, signum: int
+) -> None:
+    """The engine in a child process, its verify stuck on a gateway that never answers, then killed as ssh or systemd do."""
+    journal = Journal(psql)
+    journal.finish(journal.start(1, "apply"), "ok")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        gateway = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        child = subprocess.Popen(
+            [sys.executable, "-c", OPERATOR, str(project), *psql.argv, gateway],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: journal.slice_states()[1].outcome == "running", 60, "the verify to start")
+        except ServiceError:
+            child.kill()
+            pytest.fail(f"the operator never started: {child.communicate()[1]}")
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 128 + signum, stderr
+    assert lock_holder(psql) is None
+    latest = journal.entries(1)[0]
+    assert (latest.action, latest.outcome) == ("verify", "interrupted")
+    assert latest.detail.startswith(
+        f"interrupted by {signal.Signals(signum).name} during verify; run `ops slice 1 --verify` again"
+    )
+    assert not journal.verified(1)

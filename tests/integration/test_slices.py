@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer, free_port
-from ops.slices import run_verify
+from ops import tools
+from ops.config import load_settings
+from ops.errors import OpsError, ServiceError
+from ops.journal import Psql
+from ops.local.processes import LiteLLMServer, MockProviderServer, PostgresServer, RedisServer, free_port
+from ops.runtime.compose import Compose
+from ops.secrets import init_secrets
+from ops.slices import engine, run_verify
 from ops.slices.base import Target
 from tests.conftest import REPO
 from tests.fakes.langfuse import make_app as make_langfuse
@@ -96,3 +105,25 @@ def test_unreachable_gateway_is_a_failed_check_not_a_crash(stack: tuple[LiteLLMS
     report = run_verify(1, nowhere)
     assert not report.ok
     assert all("ConnectError" in c.detail for c in report.checks)
+
+
+def test_a_failed_dump_leaves_no_snapshot_a_rollback_could_pick(postgres: PostgresServer, project: Path) -> None:
+    """Postgres is real and the database exists; the dump goes through a Docker engine that is not there, and fails."""
+    database = f"snap_{uuid.uuid4().hex[:8]}"
+    psql = Psql((tools.postgres_bin("psql") or "psql", postgres.dsn()))
+    psql.query(f'CREATE DATABASE "{database}";')
+    try:
+        settings = load_settings(project)
+        init_secrets(settings.env_example, settings.env_file)
+        settings = load_settings(project)
+        no_engine = dataclasses.replace(Compose.for_settings(settings), docker_host=f"unix://{project}/no-engine.sock")
+        target = Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk")
+        runtime = engine.Runtime(settings, no_engine, psql, target)
+        plan = engine.Plan(1, "t", (), (), ("litellm-config.yaml",), (database,))
+        with pytest.raises(ServiceError, match="unreachable"):
+            engine.take_snapshot(runtime, plan, "apply")
+        assert list(settings.snapshots_dir.iterdir()) == []  # neither the half-written snapshot nor its .partial
+        with pytest.raises(OpsError, match="slice 1 has no snapshot to roll back to"):
+            engine.latest_snapshot(settings, 1)
+    finally:
+        psql.query(f'DROP DATABASE "{database}" WITH (FORCE);')

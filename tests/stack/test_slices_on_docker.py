@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 
 import httpx
 import pytest
 
 from ops.errors import OpsError
-from ops.journal import Journal, Lock
+from ops.journal import Journal, Lock, lock_holder
+from ops.local.processes import wait_until
 from ops.slices import engine
 from tests.stack.conftest import StackProject
 
@@ -141,3 +144,90 @@ def test_slices_1_to_3_end_to_end_through_the_cli(stack_project: StackProject) -
     )
     states = {s["number"]: s["state"] for s in json.loads(status.stdout)["slices"]}
     assert states[1] == "verify ok" and states[2] == "apply ok" and states[3] == "verify ok" and states[4] == "never run"
+
+
+def test_a_failure_before_verify_rolls_back_and_a_failed_rollback_blocks_dependents(stack_project: StackProject) -> None:
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    assert engine.run_apply(runtime, 1).outcome == "ok"
+    compose_file = stack_project.dir / "docker-compose.vps.yml"
+    good = compose_file.read_text()
+    mount = "      - ./litellm-config.yaml:/app/config.yaml:ro\n"
+    assert mount in good
+    # a bind mount whose source is missing: `docker compose config` accepts it, `up` fails creating the container
+    missing = (
+        "      - type: bind\n        source: ./missing-dir\n        target: /missing\n"
+        "        bind:\n          create_host_path: false\n"
+    )
+    compose_file.write_text(good.replace(mount, mount + missing))
+
+    report = engine.run_apply(runtime, 1)
+    assert report.outcome == "rolled-back", report.to_dict()
+    assert report.error.startswith("docker compose up redis litellm failed: ") and report.checks == []
+    assert compose_file.read_text() == good  # the last verified version
+    assert all(c.ok for c in engine.run_verify(runtime, 1).checks)  # and the stack works again
+    rolled = Journal(runtime.psql).entries(2)[1]
+    assert (rolled.action, rolled.outcome) == ("apply", "rolled-back")
+    assert rolled.detail.startswith("docker compose up redis litellm failed: ")
+
+    config = stack_project.dir / "litellm-config.yaml"
+    config.write_text(config.read_text().replace("  - model_name: gemini-2 ", "  - model_name: gemini-two "))
+    # the rollback cannot restore the last verified config: it is gone
+    (stack_project.dir / ".ops" / "applied" / "slice01" / "files" / "litellm-config.yaml").unlink()
+    with pytest.raises(
+        OpsError,
+        match=r"^slice 1: verify failed \(models listed: .*\); the automatic rollback to \S+-slice01-apply failed too: "
+        r"FileNotFoundError: .*Its state is unknown: fix the cause, then run `ops slice 1 --rollback`$",
+    ):
+        engine.run_apply(runtime, 1)
+    states = {s.number: s for s in engine.run_status(runtime)}
+    assert states[1].state == "apply rollback-failed" and "ops slice 1 --rollback" in states[1].hint
+    with pytest.raises(OpsError, match=r"slice 2 needs slice 1 .* its latest operation is `apply rollback-failed`"):
+        engine.run_apply(runtime, 2)
+    assert lock_holder(runtime.psql) is None
+
+
+def litellm_openai_key(project: StackProject) -> str:
+    """The OPENAI_API_KEY the running litellm container was created with."""
+    env = subprocess.run(
+        ["docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", containers(project)["litellm"]["ID"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("OPENAI_API_KEY="))
+
+
+def test_sigterm_mid_apply_and_mid_drill_releases_the_lock_and_restores_the_key(stack_project: StackProject) -> None:
+    """What a dropped ssh session or `systemctl stop` does to `ops slice 1 --apply` and to slice 5's drill."""
+    runtime = engine.Runtime.for_settings(stack_project.settings)
+    journal = Journal(runtime.psql)
+
+    def ops_slice(*args: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", "ops.cli", "slice", *args, "--project-dir", str(stack_project.dir)]
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def state(number: int) -> str:
+        entry = journal.slice_states().get(number)
+        return f"{entry.action} {entry.outcome}" if entry else "never run"
+
+    apply = ops_slice("1", "--apply", "--yes")
+    wait_until(lambda: state(1) == "apply running", 300, "the apply to start")
+    apply.send_signal(signal.SIGTERM)
+    _, stderr = apply.communicate(timeout=300)
+    assert apply.returncode == 128 + signal.SIGTERM, stderr
+    assert "error: slice 1: interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    assert lock_holder(runtime.psql) is None
+    assert state(1) == "apply interrupted"
+    assert engine.run_apply(runtime, 1).outcome in ("ok", "unchanged")  # resume: apply again
+
+    real_key = litellm_openai_key(stack_project)
+    drill = ops_slice("5", "--verify")
+    wait_until(lambda: litellm_openai_key(stack_project) == "sk-broken-by-ops-drill", 300, "the drill to break the key")
+    drill.send_signal(signal.SIGTERM)
+    _, stderr = drill.communicate(timeout=600)
+    assert drill.returncode == 128 + signal.SIGTERM, stderr
+    assert litellm_openai_key(stack_project) == real_key == "mock-openai-key"
+    assert containers(stack_project)["litellm"]["State"] == "running"
+    assert lock_holder(runtime.psql) is None
+    assert state(5) == "verify interrupted"
+    assert all(c.ok for c in engine.run_verify(runtime, 1).checks)  # OpenAI answers with the real key again

@@ -1,0 +1,105 @@
+"""SIGTERM, SIGHUP and SIGINT as an exception, so an operation's cleanup runs when it is told to stop.
+
+Python's default for SIGTERM and SIGHUP (a dropped ssh session) ends the
+process on the spot: no ``finally`` runs, so the operator lock stays held,
+the journal row stays ``running`` and a drill's broken key stays in
+production. Inside ``signals_as_exceptions()`` the first of these signals
+raises Interrupted in the main thread instead; later ones are ignored while
+the process unwinds, and cleanup wrapped in ``shielded()`` finishes before a
+signal that arrives during it is raised. A signal that was ignored when the
+block started (``nohup``) stays ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+SIGNALS: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """The process was told to stop (SIGTERM, SIGHUP or SIGINT). Not an Exception: cleanup handlers let it through."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process ended by a signal: 128 + its number."""
+        return 128 + self.signum
+
+
+@dataclass
+class _State:
+    installed: int = 0  # nesting depth of signals_as_exceptions
+    shield: int = 0  # nesting depth of shielded
+    pending: int | None = None  # a signal received while shielded
+    raised: bool = False  # Interrupted was raised once: the process is unwinding
+    previous: dict[int, Any] = field(default_factory=dict)
+
+
+_state = _State()
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    if _state.raised:
+        return
+    if _state.shield:
+        _state.pending = _state.pending or signum
+        return
+    _state.raised = True
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """Within the block, raise Interrupted on SIGTERM, SIGHUP or SIGINT; restore the previous handlers after.
+
+    A no-op off the main thread (only it can handle signals) and when already inside such a block.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _state.installed:  # nested: the outer block's handlers stay
+        _state.installed += 1
+        try:
+            yield
+        finally:
+            _state.installed -= 1
+        return
+    _state.installed, _state.raised, _state.pending = 1, False, None
+    for signum in SIGNALS:
+        current = signal.getsignal(signum)
+        if current == signal.SIG_IGN:  # started under nohup (or told to ignore it): keep that choice
+            continue
+        _state.previous[signum] = current
+        signal.signal(signum, _handler)
+    try:
+        yield
+    finally:
+        for signum, previous in _state.previous.items():
+            signal.signal(signum, previous)
+        _state.previous.clear()
+        _state.installed = 0
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Let the block finish (restoring a key, releasing a lock); raise a signal received meanwhile at its end."""
+    _state.shield += 1
+    try:
+        yield
+    finally:
+        _state.shield -= 1
+    # a block that raised keeps its own error; one that finished hands on the signal it held back
+    if not _state.shield and _state.pending is not None and not _state.raised:
+        signum, _state.pending = _state.pending, None
+        _state.raised = True
+        raise Interrupted(signum)
