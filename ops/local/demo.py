@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import secrets
 import subprocess
 import threading
@@ -45,7 +44,7 @@ class Routed:
 def create_app_databases(project_dir: Path, postgres: PostgresServer) -> dict[str, str]:
     """Run the stack's database init script against postgres; return each app role's generated password."""
     passwords = {db: secrets.token_hex(16) for db in APP_DATABASES}
-    env = {**os.environ, **postgres.libpq_env(), **{f"{db.upper()}_DB_PASSWORD": pw for db, pw in passwords.items()}}
+    env = {**postgres.client_env(), **{f"{db.upper()}_DB_PASSWORD": pw for db, pw in passwords.items()}}
     proc = subprocess.run(
         ["bash", str(project_dir / INIT_SCRIPT)], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
@@ -114,7 +113,7 @@ def run_demo(
     groups = model_groups(settings.litellm_config)
     results: list[Routed] = []
     with contextlib.ExitStack() as started:
-        echo("starting PostgreSQL 15 ...")
+        echo("starting PostgreSQL 18 ...")
         postgres = started.enter_context(PostgresServer())
         create_app_databases(settings.project_dir, postgres)
         echo(f"  127.0.0.1:{postgres.port}: databases {', '.join(APP_DATABASES)} created by {INIT_SCRIPT}")

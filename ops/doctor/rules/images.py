@@ -9,7 +9,7 @@ from ops.doctor import DoctorContext, Finding
 NAME = "images"
 DESCRIPTION = "every image pinned to an exact version: no latest, no bare major"
 _MOVING = {"latest", "stable", "main", "main-stable", "main-latest", "edge", "nightly", "dev"}
-# Two numeric parts at least: PostgreSQL 15.14 is an exact release; redis 7 or langfuse 3 moves.
+# Two numeric parts at least: PostgreSQL 18.6 is an exact release; redis 7 or langfuse 3 moves.
 _EXACT = re.compile(r"(?:^|[-_])v?\d+\.\d+")
 
 
