@@ -430,11 +430,12 @@ def observer() -> None:
 @click.option("--once", is_flag=True, help="Handle what is waiting, then exit.")
 def observer_run(project_dir: Path, once: bool) -> None:
     """Consume events, log them, decide change requests, commit approved ones; stop cleanly on SIGTERM."""
-    import logging
     import signal
     import threading
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from ops.events.logs import configure_logging
+
+    configure_logging()  # HTTP clients at WARNING, the Telegram token redacted from every record
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -449,11 +450,11 @@ def cr() -> None:
 
 @cr.command("list")
 @project_dir_option
-@click.option("--status", type=click.Choice(["pending", "approved", "applied", "rejected"]), help="Only these.")
+@click.option("--status", type=click.Choice(["pending", "approved", "applied", "rejected", "failed"]), help="Only these.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cr_list(project_dir: Path, status: str | None, as_json: bool) -> None:
     """List change requests, by aggregate and version."""
-    found = [c.summary() for c in _events(project_dir).observer().store.list(status)]
+    found = [c.summary() for c in _events(project_dir).store().list(status)]
     if as_json:
         _emit({"change_requests": found})
         return
@@ -468,7 +469,7 @@ def cr_list(project_dir: Path, status: str | None, as_json: bool) -> None:
 @click.argument("cr_id")
 def cr_show(project_dir: Path, cr_id: str) -> None:
     """Print one change request with its event and history."""
-    _emit(_events(project_dir).observer().store.get(cr_id).to_dict())
+    _emit(_events(project_dir).store().get(cr_id).to_dict())
 
 
 @cr.command("approve")
@@ -476,10 +477,10 @@ def cr_show(project_dir: Path, cr_id: str) -> None:
 @click.argument("cr_id")
 @click.option("--by", default=None, help="Who decides (default: your user name).")
 def cr_approve(project_dir: Path, cr_id: str, by: str | None) -> None:
-    """Approve a pending change request; the observer commits it on its next poll."""
+    """Approve a pending (or failed: retry it) change request; the observer commits it on its next poll."""
     import getpass
 
-    done = _events(project_dir).observer().store.decide(cr_id, True, by or getpass.getuser())
+    done = _events(project_dir).store().decide(cr_id, True, by or getpass.getuser())
     click.echo(f"{done.id}: approved; the observer commits it next")
 
 
@@ -492,7 +493,7 @@ def cr_reject(project_dir: Path, cr_id: str, reason: str, by: str | None) -> Non
     """Reject a pending change request; nothing is committed."""
     import getpass
 
-    done = _events(project_dir).observer().store.decide(cr_id, False, by or getpass.getuser(), reason)
+    done = _events(project_dir).store().decide(cr_id, False, by or getpass.getuser(), reason)
     click.echo(f"{done.id}: rejected")
 
 

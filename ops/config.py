@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
@@ -143,3 +144,55 @@ def load_settings(project_dir: Path) -> Settings:
         example_env=read_env_file(example),
         env_file_present=present,
     )
+
+
+def redact_url(url: str) -> str:
+    """Given a service URL, return it fit for a log: the password (and a ``password=`` query value) as ``***``.
+
+    Text that cannot be parsed safely (no ``scheme://``, an ``@`` outside the
+    host part, a malformed host or port) is cut to its scheme: part of a
+    password is still a password.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return "***" if url else ""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a malformed port, which is often a password holding a / or #
+    except ValueError:
+        return f"{scheme}://***"
+    if "@" in url.replace(parts.netloc, "", 1):
+        return f"{scheme}://***"
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        shown += "?" + urlencode([(k, "***" if k.lower() in ("password", "pass", "pwd") else v) for k, v in pairs], safe="*")
+    return shown
+
+
+def check_url(name: str, url: str, schemes: tuple[str, ...], example: str) -> SplitResult:
+    """Given a variable's name and its URL, return the parsed URL.
+
+    Raise ConfigError naming the variable and the problem, with the password
+    redacted, if the scheme is not one of schemes or the URL is malformed.
+    """
+    shown = redact_url(url)
+    encode = "a password holding / # ? @ or : must be percent-encoded (/ as %2F, # as %23, @ as %40)"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(
+            f"{name} is malformed (got {shown}): its host or port cannot be read, the port must be a number "
+            f"from 1 to 65535 and {encode}; it must look like {example}"
+        ) from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}, got {shown}; like {example}")
+    if "@" in url.replace(parts.netloc, "", 1):
+        raise ConfigError(f"{name} is malformed (got {shown}): an @ after the host; {encode}; it must look like {example}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{name} names no host (got {shown}); it must look like {example}")
+    return parts

@@ -11,13 +11,13 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from ops import tools
 from ops.backup.codec import Codec
 from ops.backup.gcs import Bucket
 from ops.backup.pipeline import Command
-from ops.config import Settings
+from ops.config import Settings, check_url
 from ops.errors import ConfigError
 from ops.journal import Psql
 
@@ -44,10 +44,9 @@ class PostgresAccess:
     @classmethod
     def from_url(cls, url: str, bin_dir: str = "") -> PostgresAccess:
         """Given postgresql://user:password@host:port, return local access. Raise ConfigError if malformed."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
-            raise ConfigError(f"OPS_POSTGRES_URL must look like postgresql://postgres:PASSWORD@127.0.0.1:5432, got {url!r}")
-        conn = ("-h", parts.hostname, "-p", str(parts.port or 5432), "-U", unquote(parts.username or "postgres"))
+        # the error names the variable and the problem, never the password (it goes to the cron log)
+        parts = check_url("OPS_POSTGRES_URL", url, ("postgres", "postgresql"), "postgresql://postgres:PASSWORD@127.0.0.1:5432")
+        conn = ("-h", parts.hostname or "", "-p", str(parts.port or 5432), "-U", unquote(parts.username or "postgres"))
         env = (("PGPASSWORD", unquote(parts.password)),) if parts.password else ()
         return cls((), conn, env, bin_dir)
 

@@ -6,7 +6,10 @@ crashed, or a handler failed) are claimed again with XAUTOCLAIM. After
 ``max_deliveries`` failed deliveries, or at once for an entry that is not a
 valid event, the entry moves to the dead-letter stream with the reason (the
 copy and the acknowledgement in one MULTI, so it is never lost in between).
-``trim`` drops only entries every group has acknowledged.
+When Redis itself fails (a lost connection, or a refusal: out of memory, a
+read-only replica), the batch stops and the error is raised (RedisRefused
+for a refusal): the entry stays pending and the failure is not counted
+against the event. ``trim`` drops only entries every group has acknowledged.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ from typing import Any
 
 import redis
 
-from ops.errors import ServiceError
-from ops.events.publisher import Streams
+from ops.events.publisher import RedisRefused, Streams, explain
 from ops.events.schema import Event, InvalidEvent, parse_event
 
 Handler = Callable[[str, Event], None]
@@ -63,10 +65,22 @@ class Consumer:
             self.client.xgroup_create(self.streams.name, self.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                raise ServiceError(f"cannot create consumer group {self.group}: {exc}") from exc
+                raise explain(exc, f"creating the consumer group {self.group}") from exc
 
     def poll(self, block_ms: int = 2000) -> int:
-        """Handle one batch: reclaimed entries first, then new ones (waiting up to block_ms). Return how many."""
+        """Handle one batch: reclaimed entries first, then new ones (waiting up to block_ms). Return how many.
+
+        Raise redis.ConnectionError if Redis is unreachable, RedisRefused if
+        it refuses a command; unacknowledged entries stay pending either way.
+        """
+        try:
+            return self._poll(block_ms)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except redis.RedisError as exc:
+            raise explain(exc, f"reading {self.streams.name}") from exc
+
+    def _poll(self, block_ms: int) -> int:
         claim: Any = self.client.xautoclaim(
             self.streams.name, self.group, self.name, self.claim_idle_ms, start_id="0-0", count=self.batch
         )
@@ -89,6 +103,8 @@ class Consumer:
             return
         try:
             self.handler(stream_id, event)
+        except (redis.RedisError, RedisRefused):
+            raise  # Redis failed, not this event: stop the batch, the entry stays pending
         except Exception as exc:
             self.stats.failed += 1
             self.stats.errors.append(f"{event.event_id}: {exc}")

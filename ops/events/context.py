@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
-from ops.config import Settings
+from ops.config import Settings, check_url
 from ops.errors import ConfigError
+from ops.events.changes import ChangeStore
 from ops.events.observer import Observer, Policy
 from ops.events.publisher import Streams, connect
 from ops.events.reconciler import Reconciler
@@ -35,6 +37,10 @@ class EventsConfig:
     def client(self) -> redis.Redis:
         return connect(self.redis_url)
 
+    def store(self) -> ChangeStore:
+        """The change requests alone (what `ops cr` reads and decides): no git, no Telegram."""
+        return ChangeStore(self.state_dir / "change-requests", self.client(), self.streams)
+
     def observer(self, client: redis.Redis | None = None) -> Observer:
         from ops.events.telegram import bot_for
 
@@ -54,9 +60,8 @@ class EventsConfig:
 def events_config(settings: Settings) -> EventsConfig:
     """Given Settings, return the event log's configuration. Raise ConfigError naming a bad value."""
     env = settings.effective_env
-    url = env.get("OPS_REDIS_URL") or f"redis://:{env.get('REDIS_PASSWORD', '')}@127.0.0.1:6379/0"
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"OPS_REDIS_URL must be a redis:// URL, got {url!r}")
+    url = env.get("OPS_REDIS_URL") or f"redis://:{quote(env.get('REDIS_PASSWORD', ''), safe='')}@127.0.0.1:6379/0"
+    check_url("OPS_REDIS_URL", url, ("redis", "rediss", "unix"), "redis://:PASSWORD@127.0.0.1:6379/0")
     roots = _list(env.get("OPS_EVENTS_ROOTS", "")) or Policy().roots
     auto = _list(env.get("OPS_EVENTS_AUTO_ROOTS", "")) or Policy().auto_roots
     if not set(auto) <= set(roots):

@@ -10,6 +10,13 @@ each commit the held conflicts of that aggregate are decided again. The
 event is acknowledged only after all that, so a crash means a re-delivery,
 and the change request id and the commit trailer make the re-delivery a
 no-op: nothing lost, nothing applied twice.
+
+One change's failure is that change's: an error in applying it (any
+exception, not only ops's own) is counted on its change request and, after
+MAX_ATTEMPTS, marks it failed with the error, and the observer goes on with
+the next. Only what is not the change's fault (the remote or Redis
+unavailable or refusing) leaves it approved to be tried again, for as long
+as it takes; nothing ends the loop but a stop.
 """
 
 from __future__ import annotations
@@ -27,16 +34,17 @@ from typing import Any
 import redis
 
 from ops.errors import OpsError
-from ops.events.changes import STATUSES, ChangeRequest, ChangeStore
+from ops.events.changes import MAX_ATTEMPTS, STATUSES, AlreadyDecided, ChangeRequest, ChangeStore
 from ops.events.consumer import Consumer, Stats, trim
-from ops.events.publisher import Streams
-from ops.events.reconciler import PushConflict, Reconciler, UnsafePath, target_path
+from ops.events.publisher import RedisRefused, Streams, explain
+from ops.events.reconciler import PushConflict, Reconciler, RemoteUnavailable, UnsafePath, target_path
 from ops.events.schema import Event
 
 log = logging.getLogger("ops.observer")
 CONFLICT = "version conflict"
 TAIL_BYTES = 4 << 20  # how much of the log is read at start to recognise re-delivered events
 HEARTBEAT_TTL = 30  # seconds: a missing heartbeat means no observer is polling
+MAX_BACKOFF = 30  # seconds between polls while Redis refuses commands
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,9 @@ class Observer:
         streams: Streams | None = None,
         on_pending: Callable[[ChangeRequest], None] | None = None,
         poll_decisions: Callable[[ChangeStore], list[str]] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
+        self.max_attempts = max_attempts
         self.client = client
         self.streams = streams or Streams()
         self.policy = policy or Policy()
@@ -129,19 +139,37 @@ class Observer:
             self._notify(cr)
 
     def apply(self, cr: ChangeRequest) -> ChangeRequest:
-        """Commit an approved change request; then decide its aggregate's held conflicts again."""
-        event = cr.parsed
+        """Commit an approved change request; then decide its aggregate's held conflicts again. Return it.
+
+        A failure of the change itself is counted on it (failed after
+        max_attempts), never raised; raise RemoteUnavailable or a Redis error
+        (it stays approved and is tried again).
+        """
         try:
-            applied = self.reconciler.apply(event)
+            applied = self.reconciler.apply(cr.parsed)
         except UnsafePath as exc:
             return self.store.update(cr, "rejected", str(exc))
         except PushConflict as exc:
             held = self.store.update(cr, "pending", f"{CONFLICT} in git: {exc}")
             self._notify(held)
             return held
+        except (RemoteUnavailable, redis.RedisError, RedisRefused):
+            raise
+        except Exception as exc:  # this change's own failure (a file where a directory must go, a git error, a bug)
+            return self._attempt_failed(cr, exc)
+        event = cr.parsed
         self.client.hset(self.applied_key, event.aggregate_id, max(self.applied_version(event.aggregate_id), event.version))
         done = self.store.update(cr, "applied", applied.note, commit=applied.commit)
         self._redecide(event.aggregate_id)
+        return done
+
+    def _attempt_failed(self, cr: ChangeRequest, exc: Exception) -> ChangeRequest:
+        error = str(exc) if isinstance(exc, OpsError) else f"{type(exc).__name__}: {exc}"
+        log.warning("change request %s: applying it failed: %s", cr.id, error, exc_info=not isinstance(exc, OpsError))
+        done = self.store.attempt_failed(cr, error, self.max_attempts)
+        if done.status == "failed":
+            log.error("change request %s failed after %d attempts; going on with the next: %s", cr.id, done.attempts, error)
+            self._notify(done)
         return done
 
     def _redecide(self, aggregate_id: str) -> None:
@@ -150,17 +178,21 @@ class Observer:
                 continue
             status, reason = decide(cr.parsed, self.applied_version(aggregate_id), self.policy)
             if status == "approved":
-                self.apply(self.store.update(cr, "approved", f"decided again after version {cr.event['version'] - 1}: {reason}"))
+                try:
+                    again = self.store.update(cr, "approved", f"decided again after version {cr.event['version'] - 1}: {reason}")
+                except AlreadyDecided:
+                    continue  # a human decided it meanwhile: theirs stands
+                self.apply(again)
                 return  # apply() decided the rest again
 
     def _notify(self, cr: ChangeRequest) -> None:
         """Tell the approvers; an outage is logged (`ops cr list` still shows the request)."""
-        log.info("change request %s held: %s", cr.id, cr.reason)
+        log.info("change request %s %s: %s", cr.id, "held" if cr.status == "pending" else cr.status, cr.reason)
         if self.on_pending is None:
             return
         try:
             self.on_pending(cr)
-        except OpsError as exc:
+        except Exception as exc:  # Telegram down or answering nonsense: never the observer's end
             log.warning("could not send change request %s: %s", cr.id, exc)
 
     def _remote_decisions(self) -> int:
@@ -169,19 +201,22 @@ class Observer:
             return 0
         try:
             return len(self.poll_decisions(self.store))
-        except OpsError as exc:
+        except (redis.RedisError, RedisRefused):
+            raise
+        except Exception as exc:
             log.warning("telegram: %s", exc)
             return 0
 
     def apply_approved(self) -> int:
-        """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many."""
+        """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many tried."""
         done = 0
         for cr in self.store.list("approved"):
             try:
                 self.apply(cr)
                 done += 1
-            except OpsError as exc:  # git or the remote is down: it stays approved and is tried next poll
-                log.warning("change request %s not applied yet: %s", cr.id, exc)
+            except RemoteUnavailable as exc:  # the remote is down or slow: every change waits, approved
+                log.warning("change request %s not applied yet (tried again next poll): %s", cr.id, exc)
+                break
         return done
 
     def run(
@@ -193,21 +228,37 @@ class Observer:
     ) -> Stats:
         """Consume until stop is set (or max_idle_polls empty polls); trim acknowledged entries beyond keep_last."""
         consumer = consumer or Consumer(self.client, self.handle, self.streams)
-        consumer.ensure_group()
+        self.store.share_existing()  # requests written 0600 by an older observer become readable to the group
+        grouped = False
         idle = 0
         polls = 0
+        backoff = 1
         while not stop.is_set():
             try:
+                if not grouped:
+                    consumer.ensure_group()
+                    grouped = True
                 self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
                 self.heartbeat_file.touch()  # the container's healthcheck reads its age
                 handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()
-            except redis.ConnectionError as exc:  # Redis restarting: the entries wait in the stream (AOF)
+                if (polls + 1) % 100 == 0:
+                    trim(self.client, self.streams, keep_last)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis restarting: the entries wait (AOF)
                 log.warning("redis unavailable, retrying: %s", exc)
                 stop.wait(1)
                 continue
+            except (redis.RedisError, RedisRefused) as exc:  # out of memory, read-only: nothing acknowledged
+                log.error("%s; retrying in %d s", exc if isinstance(exc, RedisRefused) else explain(exc, "polling"), backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception:  # a bug must not become a crash loop: log it whole, wait, go on
+                log.exception("the observer's poll failed; retrying in %d s", backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 1
             polls += 1
-            if polls % 100 == 0:
-                trim(self.client, self.streams, keep_last)
             idle = 0 if handled else idle + 1
             if max_idle_polls is not None and idle >= max_idle_polls:
                 break

@@ -14,7 +14,8 @@ from typing import Any
 
 import redis
 
-from ops.errors import OpsError, ServiceError
+from ops.config import redact_url
+from ops.errors import ConfigError, OpsError, ServiceError
 from ops.events.schema import Event, parse_event
 
 ID_TTL_SECONDS = 30 * 24 * 3600  # how long a retried publish is recognised
@@ -71,15 +72,42 @@ class Published:
         return {"event_id": self.event_id, "stream_id": self.stream_id, "duplicate": self.duplicate}
 
 
-def connect(url: str) -> redis.Redis:
-    """Return a client for url. Raise ServiceError naming the problem if Redis does not answer or refuses the password."""
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, health_check_interval=30)
+class RedisRefused(ServiceError):
+    """Redis answered but refused a command (out of memory, a read-only replica, a key of the wrong type)."""
+
+
+def explain(exc: redis.RedisError, doing: str) -> RedisRefused:
+    """Given a Redis error that is not a lost connection, return a RedisRefused saying what it means for the user."""
+    said = str(exc)  # redis-py strips the error code (OOM, READONLY) and maps it to a class
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or said.startswith("OOM") or "maxmemory" in said:
+        why = "Redis is out of memory (maxmemory reached, noeviction): free memory or raise maxmemory"
+    elif isinstance(exc, redis.ReadOnlyError) or said.startswith("READONLY"):
+        why = "Redis is a read-only replica: point OPS_REDIS_URL at the primary"
+    elif said.startswith("WRONGTYPE"):
+        why = "a Redis key of the event log holds another type: another program uses the same key names"
+    elif isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        why = "Redis refused the credentials in OPS_REDIS_URL (or their ACL forbids this command)"
+    else:
+        why = "Redis refused the command"
+    return RedisRefused(f"{doing} failed: {why}; nothing was written or acknowledged (Redis said: {said[:200]})")
+
+
+def connect(url: str, name: str = "OPS_REDIS_URL") -> redis.Redis:
+    """Return a client for url. Raise ConfigError if it is malformed, ServiceError naming the problem if Redis
+    does not answer or refuses the password; neither shows the password."""
+    shown = redact_url(url)
+    try:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, health_check_interval=30)
+    except ValueError:
+        raise ConfigError(f"{name} is malformed: {shown}") from None  # redis-py's message may quote the password
     try:
         client.ping()
     except redis.AuthenticationError as exc:
-        raise ServiceError(f"Redis refused the password in OPS_REDIS_URL: {exc}") from exc
+        raise ServiceError(f"Redis refused the password in {name} ({shown}): {exc}") from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceError(f"cannot reach Redis at {shown} ({name}): {exc}") from exc
     except redis.RedisError as exc:
-        raise ServiceError(f"cannot reach Redis at {client.connection_pool.connection_kwargs.get('host')}: {exc}") from exc
+        raise explain(exc, f"connecting to Redis at {shown}") from exc
     return client
 
 
@@ -93,7 +121,8 @@ class Publisher:
         """Validate and append one event; return its stream id (the first one, for a retry).
 
         Raise InvalidEvent naming the field, VersionConflict if the aggregate
-        is not at version - 1, ServiceError if Redis fails.
+        is not at version - 1, ServiceError if Redis fails (RedisRefused when it
+        answers but refuses: out of memory, read-only; nothing is appended then).
         """
         event = raw if isinstance(raw, Event) else parse_event(raw)
         keys = [self.streams.name, self.streams.versions, self.streams.id_key(event.event_id)]
@@ -107,8 +136,10 @@ class Publisher:
         ]
         try:
             outcome, value = self._append(keys=keys, args=args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceError(f"publishing {event.event_id} failed: Redis did not answer: {exc}") from exc
         except redis.RedisError as exc:
-            raise ServiceError(f"publishing {event.event_id} failed: {exc}") from exc
+            raise explain(exc, f"publishing {event.event_id}") from exc
         if outcome == "conflict":
             raise VersionConflict(event.aggregate_id, event.version, int(value))
         return Published(event.event_id, value, outcome == "duplicate")

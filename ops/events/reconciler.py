@@ -4,8 +4,12 @@ A change writes (or, for a ``*_deleted`` action, removes) the file its
 resource names: ``/tasks/task-456`` is ``tasks/task-456.json`` holding the
 event's data; a resource with a text suffix (.md, .txt, .yaml) holding
 ``data.content`` is written as that text. Paths are validated before
-anything is touched: no absolute paths, no ``..``, nothing under ``.git``,
-only the allowed roots, and no symlink anywhere on the way. Each commit
+anything is touched and again after every sync with the remote (which may
+bring a symlink in): no absolute paths, no ``..``, nothing under ``.git``,
+only the allowed roots, and no symlink anywhere on the way; the file is then
+opened directory by directory with O_NOFOLLOW, so a link that appears in
+between is refused too. The reconciler owns its work tree: changes a crash
+left uncommitted are logged and discarded before the next change. Each commit
 carries ``Event-Id`` and ``Aggregate`` trailers; nothing is committed when
 nothing changed. The push is a plain fast-forward push: when the remote
 moved, the reconciler fetches, and re-applies on top unless the remote
@@ -16,9 +20,13 @@ forces.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
+import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,10 +36,16 @@ from ops.events.schema import Event
 TEXT_SUFFIXES = (".md", ".txt", ".yaml", ".yml")
 COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 PUSH_ATTEMPTS = 3
+GIT_TIMEOUT = 120  # seconds for one git command
+log = logging.getLogger("ops.reconciler")
 
 
 class UnsafePath(OpsError):
     """A resource names a path the reconciler must not write."""
+
+
+class RemoteUnavailable(OpsError):
+    """The remote could not be fetched from or pushed to (down, slow, refused): not the change's fault; retried."""
 
 
 class PushConflict(OpsError):
@@ -104,14 +118,20 @@ class Reconciler:
             raise OpsError(f"OPS_EVENTS_REPO: {repo} is not a git work tree")
 
     def git(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["git", "-C", str(self.repo), *self._identity, *args],
-            capture_output=True,
-            text=True,
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            timeout=120,
-        )
+        """Run git in the repository; return the process. Raise OpsError if it fails (with check) or times out
+        (RemoteUnavailable for a fetch or push that times out)."""
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(self.repo), *self._identity, *args],
+                capture_output=True,
+                text=True,
+                input=stdin,
+                stdin=subprocess.DEVNULL if stdin is None else None,
+                timeout=GIT_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            kind = RemoteUnavailable if args[0] in ("fetch", "push") else OpsError
+            raise kind(f"git {args[0]} took longer than {GIT_TIMEOUT} s in {self.repo}; it is tried again") from None
         if check and proc.returncode != 0:
             raise OpsError(f"git {args[0]} failed in {self.repo}: {(proc.stderr or proc.stdout).strip()[-400:]}")
         return proc
@@ -127,16 +147,44 @@ class Reconciler:
         out = self.git("log", "-n", "500", "--format=%H", f"--grep=^Event-Id: {event_id}$").stdout.split()
         return out[0] if out else ""
 
+    def recover(self) -> list[str]:
+        """Discard what an interrupted change left in the work tree (the reconciler owns it); return what went.
+
+        A git lock older than any git command may run is removed; uncommitted
+        and untracked files are logged, then reset to the last commit and
+        cleaned (ignored files stay). The interrupted change is still
+        approved (or its event unacknowledged), so it is applied again.
+        """
+        lock = self.repo / ".git" / "index.lock"
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - lock.stat().st_mtime > GIT_TIMEOUT:
+                log.warning("removing %s, left by a git command that died more than %d s ago", lock, GIT_TIMEOUT)
+                lock.unlink()
+        dirty = self.git("status", "--porcelain", "--untracked-files=all").stdout.splitlines()
+        if not dirty:
+            return []
+        log.warning(
+            "%s: discarding %d uncommitted change(s) an interrupted change left (it is applied again): %s",
+            self.repo,
+            len(dirty),
+            "; ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else ""),
+        )
+        if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
+            self.git("reset", "--quiet", "--hard", "HEAD")
+        else:
+            self.git("read-tree", "--empty")  # no commit yet: unstage everything
+        self.git("clean", "-q", "-f", "-d")
+        return dirty
+
     def sync(self) -> str:
-        """Bring the work tree to the remote branch (when there is one); return HEAD. Refuse a dirty tree."""
-        if self.git("status", "--porcelain").stdout.strip():
-            raise OpsError(f"{self.repo} has uncommitted changes: the reconciler owns this work tree; clean it first")
+        """Bring the work tree to the remote branch (when there is one), discarding what a crash left; return HEAD."""
+        self.recover()
         if self.has_remote:
             fetched = self.git("fetch", "--quiet", self.remote, self.branch, check=False)
             if fetched.returncode != 0:
                 if "couldn't find remote ref" in fetched.stderr:
                     return self.git("rev-parse", "HEAD", check=False).stdout.strip()  # an empty remote: the push creates it
-                raise OpsError(f"git fetch {self.remote} failed: {fetched.stderr.strip()[-300:]}")
+                raise RemoteUnavailable(f"git fetch {self.remote} failed: {fetched.stderr.strip()[-300:]}")
             if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
                 ahead = self.git("rev-list", "--count", f"{self.remote}/{self.branch}..HEAD").stdout.strip()
                 if ahead != "0":
@@ -155,13 +203,18 @@ class Reconciler:
         said = (proc.stderr + proc.stdout).strip()
         if "rejected" in said or "non-fast-forward" in said or "fetch first" in said:
             raise PushConflict(f"the remote {self.branch} moved: {said[-300:]}")
-        raise OpsError(f"git push to {self.remote} failed (not a conflict; the change is retried): {said[-300:]}")
+        raise RemoteUnavailable(f"git push to {self.remote} failed (not a conflict; the change is retried): {said[-300:]}")
 
     def apply(self, event: Event) -> Applied:
-        """Commit event's change (once) and push it; return the commit. Raise UnsafePath or PushConflict."""
+        """Commit event's change (once) and push it; return the commit.
+
+        Raise UnsafePath (also when the remote brought a symlink in),
+        PushConflict, RemoteUnavailable, or OpsError naming what failed.
+        """
         path = target_path(self.repo, event.payload.resource, self.roots)
         for attempt in range(PUSH_ATTEMPTS):
             base = self.sync()
+            path = target_path(self.repo, event.payload.resource, self.roots)  # the sync may have brought a symlink
             done = self.committed(event.event_id)
             if done:
                 return Applied(done, str(path), "committed before (a re-delivered event)")
@@ -181,19 +234,89 @@ class Reconciler:
                     raise
         raise PushConflict("the remote kept moving")  # pragma: no cover - the loop returns or raises
 
+    def _open_dir(self, path: PurePosixPath, create: bool) -> int | None:
+        """Open path's parent directory one component at a time, never following a symlink; return its fd.
+
+        Return None when a component is missing and create is False. Raise
+        UnsafePath on a symlink, OpsError when a component is a file.
+        """
+        fd = os.open(self.repo, os.O_RDONLY | os.O_DIRECTORY)
+        walked = PurePosixPath()
+        try:
+            for part in path.parts[:-1]:
+                walked /= part
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                try:
+                    inner = os.open(part, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    inner = os.open(part, flags, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno == errno.ENOTDIR and os.path.islink(self.repo / walked):
+                        raise UnsafePath(f"{walked} is a symbolic link: nothing is written through it") from None
+                    if exc.errno == errno.ENOTDIR:
+                        raise OpsError(f"cannot write {path}: {walked} is a file, not a directory") from None
+                    if exc.errno == errno.ELOOP:
+                        raise UnsafePath(f"{walked} is a symbolic link: nothing is written through it") from None
+                    raise
+                os.close(fd)
+                fd = inner
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _current(self, parent: int | None, path: PurePosixPath) -> bytes | None:
+        """Return the bytes of the file at path (parent is its directory's fd), or None if it does not exist."""
+        if parent is None:
+            return None
+        try:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=parent)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{path} is a symbolic link: nothing is written through it") from None
+            raise OpsError(f"cannot read {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                return handle.read()
+            except IsADirectoryError:
+                raise OpsError(f"cannot write {path}: it is a directory") from None
+
+    def _write(self, parent: int, path: PurePosixPath, content: bytes) -> None:
+        """Write content to path's name in the directory parent, never through a symlink."""
+        try:
+            fd = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{path} is a symbolic link: nothing is written through it") from None
+            raise OpsError(f"cannot write {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+
     def _commit(self, event: Event, path: PurePosixPath) -> Applied:
         content = render(event, path)
-        target = self.repo / path
-        if content is None:
-            if not target.exists():
-                return Applied("", str(path), "already absent: nothing to commit")
-            self.git("rm", "--quiet", "--", str(path))
-        else:
-            if target.exists() and target.read_text() == content:
-                return Applied("", str(path), "unchanged: nothing to commit")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-            self.git("add", "--", str(path))
+        parent = self._open_dir(path, create=content is not None)
+        try:
+            current = self._current(parent, path)
+            if content is None:
+                if current is None:
+                    return Applied("", str(path), "already absent: nothing to commit")
+                self.git("rm", "--quiet", "--", str(path))
+            else:
+                if current == content.encode():
+                    return Applied("", str(path), "unchanged: nothing to commit")
+                if parent is None:  # pragma: no cover - _open_dir creates the directories when asked to
+                    raise OpsError(f"cannot write {path}: its directory could not be created")
+                self._write(parent, path, content.encode())
+                self.git("add", "--", str(path))
+        finally:
+            if parent is not None:
+                os.close(parent)
         message = (
             f"{event.payload.action}: {event.payload.resource}\n\n{event.payload.reasoning.strip()[:2000]}\n\n"
             f"Event-Id: {event.event_id}\nAggregate: {event.aggregate_id}@{event.version}\n"

@@ -5,6 +5,8 @@ answerCallbackQuery): aiogram 3 needs pydantic < 2.14 and LiteLLM pins a
 newer one. A button press (or ``/approve ID`` / ``/reject ID``) counts only
 from a chat in OPS_TELEGRAM_CHAT_IDS; anyone else is told no and ignored.
 The update offset lives in Redis, so a restart neither replays nor skips.
+The token is in every URL: the bot redacts it from the HTTP client's log
+records (ops.events.logs) and from its own errors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ops.errors import OpsError, ServiceError
+from ops.events.changes import AlreadyDecided
+from ops.events.logs import protect, redact
 
 if TYPE_CHECKING:
     from ops.events.changes import ChangeRequest, ChangeStore
@@ -34,6 +38,7 @@ class TelegramBot:
             raise OpsError("OPS_TELEGRAM_BOT_TOKEN is empty")
         self.chats = chats
         self._base = f"{(api or API).rstrip('/')}/bot{token}"
+        protect()  # httpx logs each request's URL, token included: redact it wherever logging is configured
         self._http = httpx.Client(timeout=timeout)
 
     def call(self, method: str, **params: Any) -> Any:
@@ -42,7 +47,7 @@ class TelegramBot:
             response = self._http.post(f"{self._base}/{method}", json=params)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise ServiceError(f"Telegram {method} failed: {exc}") from exc
+            raise ServiceError(f"Telegram {method} failed: {redact(str(exc))}") from None
         if not body.get("ok"):
             raise ServiceError(f"Telegram {method} refused: {body.get('error_code')} {body.get('description')}")
         return body["result"]
@@ -52,7 +57,7 @@ class TelegramBot:
         text = (
             f"Change request {cr.id}\n{payload['action']} {payload['resource']}\n"
             f"{cr.event['aggregate_id']} v{cr.event['version']} by {cr.event['agent']['agent_id']}\n"
-            f"Held: {cr.reason}\nWhy: {payload['reasoning'][:500]}"
+            f"{'Held' if cr.status == 'pending' else cr.status.capitalize()}: {cr.reason}\nWhy: {payload['reasoning'][:500]}"
         )
         ref = button_ref(cr.id)
         keyboard = [
@@ -86,13 +91,17 @@ class TelegramBot:
             if query:
                 self.call("answerCallbackQuery", callback_query_id=query["id"], text="This chat may not decide changes.")
             return [f"ignored {verb} from chat {chat}: not in OPS_TELEGRAM_CHAT_IDS"]
-        pending = {button_ref(c.id): c.id for c in store.list("pending")} | {c.id: c.id for c in store.list("pending")}
+        open_ = store.list("pending") + store.list("failed")  # approving a failed change retries it
+        pending = {button_ref(c.id): c.id for c in open_} | {c.id: c.id for c in open_}
         cr_id = pending.get(ref.strip())
         if cr_id is None:
             answer = "Nothing pending by that reference (decided already?)."
         else:
-            store.decide(cr_id, verb == "approve", f"telegram:{who}")
-            answer = f"{verb}d {cr_id}"
+            try:
+                store.decide(cr_id, verb == "approve", f"telegram:{who}")
+                answer = f"{verb}d {cr_id}"
+            except AlreadyDecided as exc:  # someone decided it between the list and now
+                answer = str(exc)
         if query:
             self.call("answerCallbackQuery", callback_query_id=query["id"], text=answer[:190])
         return [answer]
