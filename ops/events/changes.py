@@ -20,10 +20,11 @@ import contextlib
 import fcntl
 import grp
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,13 @@ from typing import Any
 import redis
 
 from ops.errors import OpsError
-from ops.events.publisher import Streams
+from ops.events.publisher import Streams, explain
 from ops.events.schema import Event, parse_event
 
 STATUSES = ("pending", "approved", "applied", "rejected", "failed")
 DECIDABLE = ("pending", "failed")  # what a human may approve or reject (approving a failed one retries it)
 CR_ID_PREFIX = "cr_"
+log = logging.getLogger("ops.changes")
 FILE_MODE = 0o640  # the observer runs as root; operators read change requests through the directory's group
 MAX_ATTEMPTS = 3  # tries before an approved change that keeps failing is marked failed
 
@@ -151,31 +153,49 @@ class ChangeStore:
             with contextlib.suppress(PermissionError):
                 os.fchown(fd, -1, gid)
 
-    def share_existing(self) -> int:
-        """Give the files written before FILE_MODE (0600) the directory's group and mode; return how many."""
+    def repair(self) -> int:
+        """Make the files and the index agree with what the files say (the observer does it at start); return fixes.
+
+        Files written before FILE_MODE (0600) get the directory's group and
+        mode; a request whose index entry is missing or stale (a crash, or
+        Redis refusing, between the file and the index) is indexed by its file.
+        """
         fixed = 0
-        for path in self.directory.glob(f"{CR_ID_PREFIX}*.json"):
+        gid = self.directory.stat().st_gid
+        for path in sorted(self.directory.glob(f"{CR_ID_PREFIX}*.json")):
             with contextlib.suppress(OSError):
-                if path.stat().st_mode & 0o777 == FILE_MODE and path.stat().st_gid == self.directory.stat().st_gid:
-                    continue
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                try:
-                    self._share(fd)
-                    fixed += 1
-                finally:
-                    os.close(fd)
+                if path.stat().st_mode & 0o777 != FILE_MODE or path.stat().st_gid != gid:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                    try:
+                        self._share(fd)
+                        fixed += 1
+                    finally:
+                        os.close(fd)
+            try:
+                cr = self.get(path.stem)
+            except OpsError as exc:
+                log.warning("%s", exc)
+                continue
+            if not self.client.sismember(self.index_key(cr.status), cr.id):
+                self._index(cr.id, cr.status)
+                fixed += 1
         return fixed
 
     def index_key(self, status: str) -> str:
         return f"{self.streams.name}:cr:{status}"
 
     def _index(self, cr_id: str, status: str) -> None:
-        with self.client.pipeline(transaction=True) as tx:
-            for other in STATUSES:
-                if other != status:
-                    tx.srem(self.index_key(other), cr_id)
-            tx.sadd(self.index_key(status), cr_id)
-            tx.execute()
+        try:
+            with self.client.pipeline(transaction=True) as tx:
+                for other in STATUSES:
+                    if other != status:
+                        tx.srem(self.index_key(other), cr_id)
+                tx.sadd(self.index_key(status), cr_id)
+                tx.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except redis.RedisError as exc:  # the file is the record: the observer re-indexes it when it starts
+            raise explain(exc, f"indexing change request {cr_id} as {status}") from exc
 
     def create(self, event: Event, stream_id: str, status: str, reason: str) -> tuple[ChangeRequest, bool]:
         """Return the event's change request, made now with status and reason unless it exists (then created is False)."""
@@ -198,7 +218,12 @@ class ChangeStore:
             raise UnknownChange(f"no change request {cr_id}: see `ops cr list`") from None
         except PermissionError as exc:
             raise self._denied(path) from exc
-        return ChangeRequest(**json.loads(text))
+        try:
+            raw = json.loads(text)
+            known = {f.name for f in fields(ChangeRequest)}  # a newer ops may have added fields
+            return ChangeRequest(**{k: v for k, v in raw.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise OpsError(f"{path} is not a readable change request ({exc}); move it out of {self.directory}") from None
 
     def transition(
         self,
@@ -259,8 +284,17 @@ class ChangeStore:
             ids |= set(members)
         found = []
         for cr_id in ids:
-            with contextlib.suppress(UnknownChange):  # indexed, then its file went: nothing to show
-                found.append(self.get(cr_id))
+            try:
+                cr = self.get(cr_id)
+            except UnknownChange:  # indexed, then its file went: nothing to show
+                continue
+            except OpsError as exc:  # one unreadable file must not hide (or stop) all the others
+                log.warning("%s", exc)
+                continue
+            if status and cr.status != status:  # the index lagged behind the file: the file wins
+                self._index(cr.id, cr.status)
+                continue
+            found.append(cr)
         return sorted(found, key=lambda c: (c.event["aggregate_id"], c.event["version"], c.created_at))
 
     def decide(self, cr_id: str, approve: bool, by: str, reason: str = "") -> ChangeRequest:

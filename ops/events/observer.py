@@ -228,16 +228,16 @@ class Observer:
     ) -> Stats:
         """Consume until stop is set (or max_idle_polls empty polls); trim acknowledged entries beyond keep_last."""
         consumer = consumer or Consumer(self.client, self.handle, self.streams)
-        self.store.share_existing()  # requests written 0600 by an older observer become readable to the group
-        grouped = False
+        prepared = False
         idle = 0
         polls = 0
         backoff = 1
         while not stop.is_set():
             try:
-                if not grouped:
+                if not prepared:  # in the loop: Redis may be down or refusing at start too
                     consumer.ensure_group()
-                    grouped = True
+                    self.store.repair()  # group-readable files, and an index that agrees with them after a crash
+                    prepared = True
                 self.client.set(self.heartbeat_key, datetime.now(UTC).isoformat(), ex=HEARTBEAT_TTL)
                 self.heartbeat_file.touch()  # the container's healthcheck reads its age
                 handled = consumer.poll(block_ms=1000) + self._remote_decisions() + self.apply_approved()

@@ -270,6 +270,28 @@ def test_two_deciders_at_once_exactly_one_wins(client: redis.Redis, tmp_path: Pa
         assert record.status == winner and len(record.history) == 2  # ... and the record is the winner's alone
 
 
+def test_an_unreadable_change_request_or_a_lagging_index_stops_nothing(
+    client: redis.Redis, work: Path, remote: Path, tmp_path: Path
+) -> None:
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    publisher.publish(event("project:h", 1, "/config/held", data={"a": 1}))
+    publisher.publish(event("project:k", 1, "/config/kept", data={"b": 2}))
+    drain(observer)
+    held, kept = (c.id for c in sorted(observer.store.list("pending"), key=lambda c: c.event["aggregate_id"]))
+    (observer.store.directory / f"{kept}.json").write_text('{"id": "cr_evt_torn", "ev')  # unreadable
+    with pytest.raises(OpsError, match=f"{kept}.json is not a readable change request"):
+        observer.store.get(kept)
+    # a decision whose index update never happened (Redis refused it, or a crash): the file says approved
+    observer.store.decide(held, True, "alice")
+    client.srem("agent_events:cr:approved", held)
+    client.sadd("agent_events:cr:pending", held)
+
+    drain(observer_for(client, work, tmp_path))  # a restarted observer: the file is the record
+    assert "task_created: /config/held" in subjects(remote)
+    assert [c.id for c in observer.store.list()] == [held]  # the unreadable one is skipped, not fatal
+    assert observer.store.get(held).status == "applied"
+
+
 # 18: a symlink brought in by the remote
 
 
