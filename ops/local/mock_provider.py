@@ -11,8 +11,21 @@ fakes in ``tests/fakes`` reuse it with failure injection. It speaks:
 * Gemini: ``POST …/models/{model}:generateContent`` and
   ``:streamGenerateContent?alt=sse``.
 
-What it skips: tools/function calls, images, embeddings, logprobs and real
-tokenisation (tokens are estimated as characters / 4).
+It refuses, in each provider's own error shape, what the real one refuses
+(tests/integration/test_fakes_contract.py):
+
+* a missing or rejected key: 401;
+* a model the provider does not serve (``MODELS``): OpenAI 404
+  ``model_not_found``, Anthropic 404 ``not_found_error``, Gemini 404
+  ``NOT_FOUND``, OpenRouter 400 "… is not a valid model ID";
+* Anthropic without the ``anthropic-version`` header, or without
+  ``max_tokens``: 400 ``invalid_request_error``.
+
+It does not check (it accepts what a real provider may refuse): tools and
+function calls, images, embeddings, logprobs, the other body fields and their
+types (temperature ranges, message roles and their order), context-window
+and output-token limits, rate limits per key, and real tokenisation (tokens
+are estimated as characters / 4).
 
 Each provider's behaviour (latency, forced status, hang, keys to reject, reported
 completion tokens) is set
@@ -34,6 +47,14 @@ from typing import Any
 from aiohttp import web
 
 PROVIDERS = ("openai", "anthropic", "gemini", "openrouter")
+# The models each provider serves here: the deployments of litellm-config.yaml (a unit test keeps the two in step,
+# tests/unit/test_mock_provider.py). A request for any other model gets the provider's own "not found" answer.
+MODELS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"gpt-5.4-2026-03-05"}),
+    "anthropic": frozenset({"claude-sonnet-5"}),
+    "gemini": frozenset({"gemini-3.1-flash-lite"}),
+    "openrouter": frozenset({"google/gemini-3.1-flash-lite", "anthropic/claude-opus-5"}),
+}
 
 
 @dataclass
@@ -98,6 +119,46 @@ def _error_body(provider: str, status: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": str(status)}}
 
 
+def _unknown_model(provider: str, model: str, request: web.Request) -> web.Response:
+    """The provider's own answer to a model it does not serve."""
+    if provider == "anthropic":
+        # source: Anthropic API errors (404 not_found_error; the message names the model: "model: <id>")
+        body: dict[str, Any] = {"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}}
+        return web.json_response(body, status=404)
+    if provider == "gemini":
+        # source: Gemini API's answer for an unknown model (google-gemini issues: 404, status NOT_FOUND)
+        version = request.match_info.get("version", "v1beta")
+        message = (
+            f"models/{model} is not found for API version {version}, or is not supported for generateContent. "
+            "Call ListModels to see the list of available models and their supported methods."
+        )
+        return web.json_response({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}, status=404)
+    if provider == "openrouter":
+        # source: OpenRouter's answer for an unknown model id (400, {"error": {"message", "code"}})
+        return web.json_response({"error": {"message": f"{model} is not a valid model ID", "code": 400}}, status=400)
+    # source: OpenAI API errors (404, code model_not_found, type invalid_request_error)
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+    return web.json_response(body, status=404)
+
+
+def _anthropic_invalid(message: str) -> web.Response:
+    # source: Anthropic API errors (400 invalid_request_error), e.g. "anthropic-version: header is required"
+    return web.json_response({"type": "error", "error": {"type": "invalid_request_error", "message": message}}, status=400)
+
+
+def _refusal(provider: str, model: str, body: dict[str, Any], request: web.Request) -> web.Response | None:
+    """Given an authenticated request, return the provider's refusal of what it does not accept, or None."""
+    if provider == "anthropic":
+        if not request.headers.get("anthropic-version"):
+            return _anthropic_invalid("anthropic-version: header is required")
+        if body.get("max_tokens") is None:
+            return _anthropic_invalid("max_tokens: Field required")
+    if model not in MODELS[provider]:
+        return _unknown_model(provider, model, request)
+    return None
+
+
 def _api_key(provider: str, request: web.Request) -> str:
     if provider == "anthropic":
         return request.headers.get("x-api-key", "")
@@ -107,8 +168,10 @@ def _api_key(provider: str, request: web.Request) -> str:
     return auth.removeprefix("Bearer ").strip()
 
 
-async def _gate(state: MockState, provider: str, model: str, stream: bool, request: web.Request) -> web.Response | None:
-    """Record the call and apply the provider's behaviour; return an error response or None."""
+async def _gate(
+    state: MockState, provider: str, model: str, stream: bool, request: web.Request, body: dict[str, Any]
+) -> web.Response | None:
+    """Record the call and apply the provider's behaviour and refusals; return an error response or None."""
     key = _api_key(provider, request)
     state.calls.append(Call(provider, model, stream, key, time.time()))
     behaviour = state.behaviour[provider]
@@ -121,7 +184,7 @@ async def _gate(state: MockState, provider: str, model: str, stream: bool, reque
         status = 401
     if status is not None:
         return web.json_response(_error_body(provider, status), status=status)
-    return None
+    return _refusal(provider, model, body, request)
 
 
 async def _sse(request: web.Request, events: list[tuple[str | None, dict[str, Any] | str]]) -> web.StreamResponse:
@@ -150,7 +213,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     provider = "openrouter" if "/api/v1/" in request.path else "openai"
     body = await request.json()
     model, stream = str(body.get("model", "")), bool(body.get("stream"))
-    error = await _gate(state, provider, model, stream, request)
+    error = await _gate(state, provider, model, stream, request, body)
     if error is not None:
         return error
     prompt = _prompt_of_openai(body)
@@ -193,7 +256,8 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
 
 
 async def openai_models(request: web.Request) -> web.Response:
-    names = ["gpt-5.4-2026-03-05", "mock-model"]
+    provider = "openrouter" if "/api/v1/" in request.path else "openai"
+    names = sorted(MODELS[provider])
     return web.json_response({"object": "list", "data": [{"id": n, "object": "model", "owned_by": "mock"} for n in names]})
 
 
@@ -201,7 +265,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await request.json()
     model, stream = str(body.get("model", "")), bool(body.get("stream"))
-    error = await _gate(state, "anthropic", model, stream, request)
+    error = await _gate(state, "anthropic", model, stream, request, body)
     if error is not None:
         return error
     system = body.get("system") or ""
@@ -262,7 +326,7 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     model, method = request.match_info["model"], request.match_info["method"]
     stream = method == "streamGenerateContent"
     body = await request.json()
-    error = await _gate(state, "gemini", model, stream, request)
+    error = await _gate(state, "gemini", model, stream, request, body)
     if error is not None:
         return error
     prompt = "\n".join(str(part.get("text", "")) for content in body.get("contents", []) for part in content.get("parts", []))

@@ -9,10 +9,18 @@ Speaks: ``POST /api/public/ingestion`` (Basic auth with the project keys;
 ``GET /api/public/traces/{id}`` (with observations, latency and total cost),
 ``GET /api/public/observations?traceId=``, ``GET /api/public/health``.
 
-Skips: the OpenTelemetry endpoint, scores, sessions, prompts, datasets,
-media uploads, pagination past one page, ClickHouse's eventual consistency
-(reads see writes at once) and Langfuse's own cost calculation (cost is
-what the client sent).
+Refuses, as the real server does (source: langfuse/langfuse
+web/src/pages/api/public/ingestion.ts, and Next.js's API body parser): a
+JSON body that does not parse, 400 "Invalid JSON" (before authentication, as
+Next.js parses the body first); wrong keys, 401; a body without a ``batch``
+list, 400 ``{"message": "Invalid request data", "errors": [...]}``; a
+malformed event, its own 400 inside the 207
+(tests/integration/test_fakes_contract.py).
+
+Does not check: the OpenTelemetry endpoint, scores, sessions, prompts,
+datasets, media uploads, pagination past one page, rate limits, the 4.5 MB
+body limit (8 MB here), ClickHouse's eventual consistency (reads see writes
+at once) and Langfuse's own cost calculation (cost is what the client sent).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import json
 from typing import Any
 
 from aiohttp import web
@@ -86,14 +95,39 @@ def _apply(state: LangfuseState, event: dict[str, Any]) -> None:
             state.traces[trace_id] = {"id": trace_id, "timestamp": observation["startTime"]}
 
 
+def _batch_problem(payload: Any) -> str | None:
+    """Given a parsed body, return zod's message for what breaks the schema {batch: unknown[]}, or None."""
+    if not isinstance(payload, dict):
+        return f"Expected object, received {_zod_type(payload)}"
+    if "batch" not in payload:
+        return "Required"
+    if not isinstance(payload["batch"], list):
+        return f"Expected array, received {_zod_type(payload['batch'])}"
+    return None
+
+
+def _zod_type(value: Any) -> str:
+    names = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), "unknown")
+
+
 async def ingestion(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    text = await request.text()
+    payload: Any = text  # a body that is not JSON reaches Langfuse's handler as a string
+    if request.content_type == "application/json":
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:
+            return web.Response(status=400, text="Invalid JSON")  # Next.js's body parser, before any handler
     if not _authorised(request, state):
         return _unauthorised()
-    payload = await request.json()
+    problem = _batch_problem(payload)
+    if problem:  # zod's messages for the handler's schema {batch: unknown[]}
+        return web.json_response({"message": "Invalid request data", "errors": [problem]}, status=400)
     state.batches += 1
     successes, errors = [], []
-    for raw in payload.get("batch", []):
+    for raw in payload["batch"]:
         event_id = raw.get("id", "?") if isinstance(raw, dict) else "?"
         try:
             pydantic_v1.parse_obj_as(IngestionEvent, raw)

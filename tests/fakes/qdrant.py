@@ -9,10 +9,21 @@ size, checksum = sha256), ``GET /collections/{c}/snapshots``,
 ``POST /collections/{c}/snapshots/upload?priority=snapshot`` (multipart
 field ``snapshot``; creates or replaces the collection).
 
-Skips: vectors' index and search, shard and full-storage snapshots,
-snapshot recovery from a URL (PUT .../snapshots/recover), priorities other
-than "snapshot", and the real snapshot's internal layout (a tar holding the
-points as JSON stands in for it).
+Refuses, with Qdrant's error body ``{"status": {"error": ...}, "time": ...}``
+(source: qdrant/qdrant lib/api/src/rest/models.rs ApiResponse/ApiStatus, and
+lib/storage/src/content_manager/errors.rs + collections_ops.rs for the
+message): a missing collection, 404 "Not found: Collection `x` doesn't
+exist!", on every per-collection route but upsert; a missing snapshot, 404;
+an upload that is not a snapshot, 400. ``QdrantState.bad_checksum`` makes
+the snapshot descriptions report a checksum the file does not have, as a
+snapshot corrupted on Qdrant's disk would (tests/integration/test_fakes_contract.py).
+
+Does not check: vectors' size, distance, index and search; collection
+creation (``PUT /collections/{c}``): an upsert into a missing collection
+creates it, where the real one answers 404; shard and full-storage
+snapshots; snapshot recovery from a URL (PUT .../snapshots/recover);
+priorities other than "snapshot"; ``wait``; and the real snapshot's internal
+layout (a tar holding the points as JSON stands in for it).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ class QdrantState:
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {point id: payload}
     snapshots: dict[tuple[str, str], bytes] = field(default_factory=dict)
     uploads: int = 0
+    bad_checksum: bool = False  # descriptions report a checksum the snapshot file does not have
 
 
 def _ok(result: Any) -> web.Response:
@@ -42,6 +54,10 @@ def _ok(result: Any) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"status": {"error": message}, "time": 0.0}, status=status)
+
+
+def _missing(name: str) -> web.Response:
+    return _error(404, f"Not found: Collection `{name}` doesn't exist!")
 
 
 def _pack(points: dict[str, Any]) -> bytes:
@@ -84,27 +100,31 @@ def qdrant_app(state: QdrantState) -> web.Application:
     async def points(request: web.Request) -> web.Response:
         name = request.match_info["c"]
         if name not in state.collections:
-            return _error(404, f"Collection `{name}` doesn't exist!")
+            return _missing(name)
         return _ok(state.collections[name])
 
     async def create_snapshot(request: web.Request) -> web.Response:
         name = request.match_info["c"]
         if name not in state.collections:
-            return _error(404, f"Collection `{name}` doesn't exist!")
+            return _missing(name)
         blob = _pack(state.collections[name])
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         snap = f"{name}-{now.strftime('%Y-%m-%d-%H-%M-%S-%f')}.snapshot"
         state.snapshots[(name, snap)] = blob
-        return _ok(_describe(snap, blob, now))
+        return _ok(_describe(snap, blob, now, state.bad_checksum))
 
     async def list_snapshots(request: web.Request) -> web.Response:
         name = request.match_info["c"]
-        return _ok([_describe(s, b, None) for (c, s), b in state.snapshots.items() if c == name])
+        if name not in state.collections:
+            return _missing(name)
+        return _ok([_describe(s, b, None, state.bad_checksum) for (c, s), b in state.snapshots.items() if c == name])
 
     async def download(request: web.Request) -> web.StreamResponse:
         key = (request.match_info["c"], request.match_info["s"])
+        if key[0] not in state.collections:
+            return _missing(key[0])
         if key not in state.snapshots:
-            return _error(404, f"Snapshot {key[1]} not found")
+            return _error(404, f"Not found: Snapshot {key[1]} not found")
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         blob = state.snapshots[key]
@@ -115,8 +135,10 @@ def qdrant_app(state: QdrantState) -> web.Application:
 
     async def delete(request: web.Request) -> web.Response:
         key = (request.match_info["c"], request.match_info["s"])
+        if key[0] not in state.collections:
+            return _missing(key[0])
         if state.snapshots.pop(key, None) is None:
-            return _error(404, f"Snapshot {key[1]} not found")
+            return _error(404, f"Not found: Snapshot {key[1]} not found")
         return _ok(True)
 
     async def upload(request: web.Request) -> web.Response:
@@ -146,12 +168,13 @@ def qdrant_app(state: QdrantState) -> web.Application:
     return app
 
 
-def _describe(name: str, blob: bytes, when: dt.datetime | None) -> dict[str, Any]:
+def _describe(name: str, blob: bytes, when: dt.datetime | None, bad_checksum: bool = False) -> dict[str, Any]:
+    checksum = hashlib.sha256(blob + b"corrupted" if bad_checksum else blob).hexdigest()
     return {
         "name": name,
         "creation_time": when.isoformat(timespec="seconds") if when else None,
         "size": len(blob),
-        "checksum": hashlib.sha256(blob).hexdigest(),
+        "checksum": checksum,
     }
 
 
