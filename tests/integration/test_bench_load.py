@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,9 +38,24 @@ def test_closed_loop_reports_upstream_errors(mock: MockProviderServer) -> None:
     assert len(calls) == 40 and calls[0]["provider"] == "openai"
 
 
+def own_pss_mb(pid: int) -> float:
+    """The memory of pid alone, without its children."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    return sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+
+
 def test_sampler_sees_a_child_process_tree_and_a_dead_pid_is_zero() -> None:
-    child = subprocess.Popen(["python3", "-c", "x = bytearray(64 * 1024 * 1024); import time; time.sleep(2)"])
-    with RssSampler(os.getpid(), interval=0.05) as sampler:
-        child.wait()
-    assert sampler.peak_mb > 64  # this process plus the child's 64 MiB
-    assert tree_rss_mb(child.pid) == 0
+    # the sampled process holds a few MiB; its child holds 64 MiB more, which only a sampler of the whole tree sees
+    hold = "import sys; x = b'x' * (64 << 20); print('ready', flush=True); sys.stdin.read()"
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {hold!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", spawn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        with RssSampler(parent.pid, interval=0.05) as sampler:
+            assert parent.stdout.readline() == "ready\n"  # the child has its 64 MiB now; leaving takes a last sample
+        assert own_pss_mb(parent.pid) < 32  # so 64 MiB can only come from the child
+    finally:
+        parent.stdin.close()  # the child reads EOF and exits, then the parent
+        parent.wait(30)
+    assert sampler.peak_mb >= 64
+    assert tree_rss_mb(parent.pid) == 0

@@ -1,8 +1,12 @@
-"""The harness's real PostgreSQL 18 and Redis 7, and the stack's database init script on them."""
+"""The harness's real PostgreSQL 18, Redis 7 on the compose file's own command line, and the database init script."""
 
 from __future__ import annotations
 
+import secrets
+import signal
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -10,8 +14,9 @@ import redis
 
 from ops import tools
 from ops.local.demo import APP_DATABASES, create_app_databases
-from ops.local.processes import PostgresServer, RedisServer
-from tests.conftest import REPO
+from ops.local.processes import PostgresServer, free_port, wait_until
+from ops.stack import load_stack
+from tests.conftest import REPO, require
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +55,91 @@ def test_init_script_without_a_password_fails_and_names_it(postgres: PostgresSer
     assert "N8N_DB_PASSWORD is not set" in proc.stderr
 
 
-def test_redis_requires_the_password(redis_server: RedisServer) -> None:
-    with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=redis_server.port).ping()
-    with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=redis_server.port, password="wrong-password").ping()
+class ComposeRedis:
+    """redis-server started with docker-compose.vps.yml's own command line, on a free loopback port.
+
+    The compose file's ``sh -c`` script runs as written (``$$`` is compose's
+    escape for ``$``), so these tests check the stack's settings, not the
+    harness's. Only the image's docker-entrypoint.sh is stood in for: it runs
+    this machine's redis-server with the port, address and directory the
+    container gives it (6379 on every address, /data).
+    """
+
+    def __init__(self, directory: Path, server: str) -> None:
+        command = load_stack(REPO / "docker-compose.vps.yml").service("redis").spec["command"]
+        assert command[:2] == ["sh", "-c"] and "docker-entrypoint.sh redis-server" in command[2], command
+        self.script = command[2].replace("$$", "$")
+        self.port, self.password = free_port(), secrets.token_hex(16)
+        self.dir, self.log = directory, directory / "redis.log"
+        (directory / "data").mkdir(parents=True)
+        entrypoint = directory / "bin" / "docker-entrypoint.sh"
+        entrypoint.parent.mkdir()
+        entrypoint.write_text(
+            '#!/bin/sh\n[ "$1" = redis-server ] || exit 64\nshift\n'
+            f'exec {server} "$@" --port {self.port} --bind 127.0.0.1 --dir {directory / "data"}\n'
+        )
+        entrypoint.chmod(0o755)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {"PATH": f"{self.dir / 'bin'}:/usr/bin:/bin", "REDIS_PASSWORD": self.password}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(["sh", "-c", self.script], env=env, stdout=log, stderr=subprocess.STDOUT)
+        client = self.client()
+        wait_until(lambda: self.proc is not None and self.proc.poll() is None and bool(client.ping()), 30, "redis", self.log)
+        client.close()
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def client(self, password: str | None = None) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password if password is None else password, socket_timeout=5)
 
 
-def test_redis_keeps_stream_entries_across_a_restart(redis_server: RedisServer) -> None:
-    client = redis.Redis(port=redis_server.port, password=redis_server.password)
+@pytest.fixture
+def compose_redis(tmp_path: Path) -> Iterator[ComposeRedis]:
+    server = tools.redis_server()
+    require(server, "redis-server (apt-get install redis-server)")
+    assert server is not None
+    service = ComposeRedis(tmp_path / "redis", server)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_the_stacks_redis_requires_the_password_and_fits_its_container(compose_redis: ComposeRedis) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        compose_redis.client(password="").ping()
+    with pytest.raises(redis.AuthenticationError):
+        compose_redis.client(password="wrong-password").ping()
+    # Redis refuses writes at its maxmemory; above the container's limit the kernel would kill it first
+    maxmemory = int(str(compose_redis.client().config_get("maxmemory")["maxmemory"]))
+    limit_mb = load_stack(REPO / "docker-compose.vps.yml").service("redis").memory_mb
+    assert limit_mb is not None and 0 < maxmemory < limit_mb * 2**20
+
+
+def test_the_stacks_redis_keeps_stream_entries_across_a_crash(compose_redis: ComposeRedis) -> None:
+    client = compose_redis.client()
     ids = [client.xadd("events", {"n": str(i)}) for i in range(50)]
     client.close()
-    redis_server.halt()
-    redis_server.start()
-    client = redis.Redis(port=redis_server.port, password=redis_server.password)
-    entries = client.xrange("events") or []
+    compose_redis.stop(signal.SIGKILL)  # no shutdown save: only the append-only file can bring them back
+    compose_redis.start()
+    entries = compose_redis.client().xrange("events") or []
     assert [entry_id for entry_id, _ in entries] == ids
-    assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+
+
+def test_the_stacks_redis_refuses_writes_when_full_and_evicts_nothing(compose_redis: ComposeRedis) -> None:
+    client = compose_redis.client()
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", str(used + 2 * 2**20))  # full after about 2 MiB more, under the stack's policy
+    written: list[str] = []
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        for i in range(10_000):
+            client.set(f"job:{i}", "x" * 4096, ex=3600)  # with an expiry, so a volatile-* policy could evict them too
+            written.append(f"job:{i}")
+    assert len(written) > 100
+    assert client.exists(*written) == len(written)  # every acknowledged write is still there

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.integration
 
 OPENCODE = REPO / "clients" / "opencode" / "node_modules" / ".bin" / "opencode"
 CONFIG = REPO / "clients" / "opencode" / "opencode.json"
+# LiteLLM's refusal of a key it does not know: 400 "No connected db." without its database (here, and the stack's
+# default); with docker-compose.litellm-db.yml it is a 401 naming the key instead.
+GATEWAY_KEY_REFUSAL = "No connected db."
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,17 @@ def test_opencode_answers_through_the_gateway(
 def test_opencode_with_a_wrong_key_gets_no_answer(gateway: LiteLLMServer, home: Path, mock_provider: MockProviderServer) -> None:
     control = MockControl(mock_provider.url)
     control.reset()
+    log_start = gateway.log.stat().st_size
     proc = run_opencode(gateway, home, "aistack/cheap", "Fix typo: teh", key="sk-wrong-key")
-    assert "[mock " not in proc.stdout
+    assert proc.returncode != 0 and "[mock " not in proc.stdout
+    # the reason is the gateway's key check, not anything else that can stop OpenCode: the gateway logged its
+    # refusal of the key and answered the completion with it, and OpenCode shows that answer
+    with gateway.log.open("rb") as log:
+        log.seek(log_start)
+        logged = log.read().decode(errors="replace")
+    assert "user_api_key_auth(): Exception occured - " + GATEWAY_KEY_REFUSAL in logged, logged
+    assert '"POST /v1/chat/completions HTTP/1.1" 400' in logged, logged
+    assert f"Error: {GATEWAY_KEY_REFUSAL}" in re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr), proc.stderr  # without colours
     assert control.calls() == []
+    answered = run_opencode(gateway, home, "aistack/cheap", "Fix typo: teh")  # the same invocation with the right key
+    assert answered.returncode == 0 and "[mock openrouter google/gemini-3.1-flash-lite]" in answered.stdout, answered.stderr
