@@ -66,7 +66,7 @@ $(addprefix slice-,$(SLICES)): slice-%: install
 	$(BIN)/ops slice $* --apply
 
 test: system-stack install clients lint typecheck
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=30
 
 # The stack tier on the real pinned images instead of the stand-ins, for a machine that can pull them;
 # `make test` does not run it. The preflight asks each image's registry first and stops, naming why, when
