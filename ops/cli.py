@@ -233,11 +233,17 @@ def runbook(project_dir: Path, action: str, service: str, command: tuple[str, ..
 def backup() -> None:
     """Backups to GCS: run, list, verify, restore, prune, drill (see docs/BACKUPS.md)."""
     import logging
+    import signal
 
     # one timestamped line per outcome on stderr: cron appends it to /var/log/aistack-backup.log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("urllib3", "google", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _backup_terminated)  # the crontab's `timeout`: clean up, notify, exit 2
+
+
+def _backup_terminated(signum: int, frame: object) -> None:
+    raise OpsError("stopped by SIGTERM (the crontab's timeout, or a shutdown); the run's objects are removed")
 
 
 def _safe_settings(project_dir: Path) -> Any:
@@ -287,8 +293,7 @@ def backup_list(project_dir: Path, as_json: bool) -> None:
         _emit({"backups": found})
         return
     for run in found:
-        state = "complete" if run["complete"] else f"INCOMPLETE ({run['problem']})"
-        click.echo(f"{run['id']:<32}{run['size']:>14} bytes  {','.join(run['sources']) or '-':<28}{state}")
+        click.echo(f"{run['id']:<32}{run['size']:>14} bytes  {','.join(run['sources']) or '-':<28}{run['state']}")
 
 
 @backup.command("verify")
@@ -347,6 +352,8 @@ def backup_prune(project_dir: Path, dry_run: bool, as_json: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     for run_id, why in plan.delete:
         click.echo(f"{verb} {run_id}: {why}")
+    for problem in plan.problems:
+        click.echo(f"PROBLEM {problem}")
     click.echo(f"kept {len(plan.keep)} runs, {verb} {len(plan.delete)}")
 
 

@@ -68,6 +68,8 @@ class BackupContext:
     keep_weekly_weeks: int
     ping_url: str
     project_dir: Path
+    deadline_seconds: int = 10800  # a backup, restore or drill still running then is stopped, every stage killed
+    lock_wait_seconds: int = 600  # pg_dump --lock-wait-timeout: a table locked longer fails the dump
     host: str = field(default_factory=socket.gethostname)
 
     def object_name(self, run_id: str, *parts: str) -> str:
@@ -123,4 +125,6 @@ def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupCo
         keep_weekly_weeks=_positive(env, "OPS_BACKUP_KEEP_WEEKLY_WEEKS", 4),
         ping_url=env.get("OPS_BACKUP_PING_URL", ""),
         project_dir=settings.project_dir,
+        deadline_seconds=_positive(env, "OPS_BACKUP_DEADLINE_SECONDS", 10800),
+        lock_wait_seconds=_positive(env, "OPS_BACKUP_LOCK_WAIT_SECONDS", 600),
     )

@@ -8,6 +8,7 @@ are dropped afterwards. The other objects are verified (sha256, decode).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ def run_drill(ctx: BackupContext, run_id: str | None = None, keep: bool = False)
     Raise BackupNotFound if there is no such backup. A failed comparison is
     a report with ok False (and a notice), not an exception.
     """
+    deadline = time.monotonic() + ctx.deadline_seconds
     manifest = catalog.load(ctx, run_id, source="postgres")
     report = DrillReport(manifest.run_id)
     verified = run_verify(ctx, manifest.run_id)
@@ -85,7 +87,7 @@ def run_drill(ctx: BackupContext, run_id: str | None = None, keep: bool = False)
             continue
         database, scratch = entry.meta["database"], postgres.scratch_name(entry)
         try:
-            postgres.restore(ctx, entry, "scratch", feeder(ctx, manifest, entry))
+            postgres.restore(ctx, entry, "scratch", feeder(ctx, manifest, entry, deadline))
             report.tables += compare(database, entry.meta.get("tables", {}), postgres.fingerprints(ctx.postgres, scratch))
             report.databases += 1
         except OpsError as exc:

@@ -25,38 +25,80 @@ class ObjectInfo:
     size: int
 
 
+NO_CREDENTIALS = (
+    "no Google credentials to reach GCS bucket {bucket!r}: on the VM, attach a service account with the Storage "
+    "Object Admin role on the bucket (docs/BACKUPS.md); from another machine, run `gcloud auth application-default "
+    "login` or set OPS_BACKUP_GCS_CREDENTIALS to a service-account key file"
+)
+PERMISSIONS = (
+    "the VM's service account needs the Storage Object Admin role on the bucket and the VM a read-write storage "
+    "scope (docs/BACKUPS.md)"
+)
+
+
 class Bucket:
-    """One GCS bucket used for backups."""
+    """One GCS bucket used for backups.
+
+    Only object permissions are used (storage.objects.create/get/list/delete:
+    the Storage Object Admin role): never the bucket's own metadata, which
+    needs storage.buckets.get. A missing bucket shows as a 404 on the first
+    listing or write and is named as such.
+    """
 
     def __init__(self, name: str, endpoint: str = "", credentials_file: str = "", project: str = "") -> None:
         if not name:
             raise ConfigError("OPS_BACKUP_BUCKET is empty: set the GCS bucket for backups in vps.env")
+        from google.auth import exceptions as auth_exceptions
         from google.cloud import storage  # slow import: only when a backup command runs
 
-        if endpoint:
-            from google.auth.credentials import AnonymousCredentials
-
-            self._client = storage.Client(
-                project=project or "local",
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                client_options={"api_endpoint": endpoint},
-            )
-        elif credentials_file:
-            self._client = storage.Client.from_service_account_json(credentials_file)
-        else:
-            self._client = storage.Client(project=project or None)
         self.name = name
+        try:
+            if endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                self._client = storage.Client(
+                    project=project or "local",
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    client_options={"api_endpoint": endpoint},
+                )
+            elif credentials_file:
+                self._client = storage.Client.from_service_account_json(credentials_file)
+            else:
+                self._client = storage.Client(project=project or None)
+        except auth_exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(NO_CREDENTIALS.format(bucket=name)) from exc
+        except (OSError, ValueError, auth_exceptions.GoogleAuthError) as exc:
+            raise ConfigError(f"OPS_BACKUP_GCS_CREDENTIALS ({credentials_file}) is not a usable key file: {exc}") from exc
         self._bucket = self._client.bucket(name)
 
-    def check(self) -> None:
-        """Raise ConfigError if the bucket does not exist or cannot be reached."""
+    @contextmanager
+    def _errors(self, operation: str, object_name: str = "") -> Iterator[None]:
+        """Turn the client's exceptions into an OpsError naming the bucket, the object and the operation."""
         from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+        from google.cloud.storage import exceptions as storage_exceptions
+        from requests import exceptions as http_exceptions
 
+        where = f"gs://{self.name}/{object_name}" if object_name else f"GCS bucket {self.name!r}"
         try:
-            if not self._bucket.exists():
-                raise ConfigError(f"GCS bucket {self.name!r} does not exist (OPS_BACKUP_BUCKET); create it first")
-        except exceptions.GoogleAPIError as exc:
-            raise ServiceError(f"cannot reach GCS bucket {self.name!r}: {exc}") from exc
+            yield
+        except (exceptions.GoogleAPIError, storage_exceptions.InvalidResponse) as exc:
+            code = getattr(exc, "code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+            if code == 404 and operation != "read":  # listing or writing finds no bucket
+                raise ConfigError(
+                    f"GCS bucket {self.name!r} does not exist (OPS_BACKUP_BUCKET): create it or fix the name"
+                ) from exc
+            if code == 404:
+                raise ServiceError(f"{where} does not exist") from exc
+            if code in (401, 403):
+                raise ConfigError(f"GCS refused to {operation} {where} ({code}): {PERMISSIONS}") from exc
+            raise ServiceError(f"GCS could not {operation} {where}: {_short(exc)}") from exc
+        except auth_exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(NO_CREDENTIALS.format(bucket=self.name)) from exc
+        except auth_exceptions.GoogleAuthError as exc:
+            raise ConfigError(f"the Google credentials failed to {operation} {where}: {_short(exc)}") from exc
+        except http_exceptions.RequestException as exc:
+            raise ServiceError(f"cannot reach GCS to {operation} {where}: {_short(exc)}") from exc
 
     @contextmanager
     def writer(self, object_name: str, content_type: str = "application/octet-stream") -> Iterator[Any]:
@@ -64,42 +106,57 @@ class Bucket:
 
         The object exists only once the block ends without an exception; an
         exception abandons the upload session, so no partial object appears.
+        Raise ConfigError if the bucket does not exist or refuses the write.
         """
         blob = self._bucket.blob(object_name)
-        handle = blob.open("wb", chunk_size=UPLOAD_CHUNK, content_type=content_type, ignore_flush=True)
+        with self._errors("write", object_name):
+            handle = blob.open("wb", chunk_size=UPLOAD_CHUNK, content_type=content_type, ignore_flush=True)
         try:
-            yield handle
+            yield _Writer(self, handle, object_name)
         except BaseException:
             try:
                 handle.terminate()  # cancel the session: no partial object is ever finalized
             except Exception:
                 handle._buffer.close()  # at least never finalize it (close() would)
             raise
-        handle.close()
+        with self._errors("write", object_name):
+            handle.close()
 
     def read(self, object_name: str) -> Iterator[bytes]:
-        """Yield object_name's bytes in chunks. Raise OpsError if it does not exist."""
-        from google.api_core import exceptions
-
+        """Yield object_name's bytes in chunks. Raise OpsError if it does not exist or cannot be read."""
         blob = self._bucket.blob(object_name)
-        try:
-            with blob.open("rb", chunk_size=READ_CHUNK) as handle:
-                while chunk := handle.read(READ_CHUNK):
-                    yield chunk
-        except exceptions.NotFound as exc:
-            raise ServiceError(f"gs://{self.name}/{object_name} does not exist") from exc
+        with self._errors("read", object_name), blob.open("rb", chunk_size=READ_CHUNK) as handle:
+            while chunk := handle.read(READ_CHUNK):
+                yield chunk
 
     def read_text(self, object_name: str) -> str:
         return b"".join(self.read(object_name)).decode()
 
     def write_text(self, object_name: str, text: str) -> None:
-        self._bucket.blob(object_name).upload_from_string(text.encode(), content_type="application/json")
+        with self._errors("write", object_name):
+            self._bucket.blob(object_name).upload_from_string(text.encode(), content_type="application/json")
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        return [ObjectInfo(b.name, int(b.size or 0)) for b in self._client.list_blobs(self.name, prefix=prefix)]
+        with self._errors("list", prefix):
+            return [ObjectInfo(b.name, int(b.size or 0)) for b in self._client.list_blobs(self.name, prefix=prefix)]
 
     def delete(self, object_name: str) -> None:
         from google.api_core import exceptions
 
-        with contextlib.suppress(exceptions.NotFound):
+        with self._errors("delete", object_name), contextlib.suppress(exceptions.NotFound):
             self._bucket.blob(object_name).delete()
+
+
+class _Writer:
+    """The upload handle, with the client's errors named (a write may upload a chunk)."""
+
+    def __init__(self, bucket: Bucket, handle: Any, object_name: str) -> None:
+        self._bucket, self._handle, self._object = bucket, handle, object_name
+
+    def write(self, data: bytes) -> int:
+        with self._bucket._errors("write", self._object):
+            return int(self._handle.write(data))
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

@@ -3,6 +3,9 @@
 A run's objects live under ``<prefix>/<run id>/``; its manifest is
 ``<prefix>/<run id>/manifest.json``. A run without a manifest is incomplete:
 it never counts as a backup (not listed as good, not restorable, pruned).
+A run whose manifest names failed sources (or objects the previous
+scheduled run had and this one lost) is ``partial``: what it holds is good
+and restorable, what failed is not in it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 from ops.errors import OpsError
 
-FORMAT = 1
+FORMAT = 2  # 2 added sources, failed and lost; format 1 manifests are still read
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 RUN_ID = re.compile(r"^(\d{8}T\d{6}Z)-(daily|weekly|manual|pre-restore)$")
 
@@ -49,11 +53,26 @@ class Manifest:
     compression: str = ""
     tools: dict[str, str] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the sources the run took
+    failed: dict[str, str] = field(default_factory=dict)  # source -> why; its objects were removed
+    lost: list[str] = field(default_factory=list)  # "<source>/<name>" the previous scheduled run had, this one not
     format: int = FORMAT
 
     @property
     def created(self) -> datetime:
         return run_time(self.run_id)
+
+    @property
+    def status(self) -> str:
+        return "partial" if self.failed or self.lost else "complete"
+
+    def held(self) -> set[str]:
+        """Return the sources this run holds a good copy of: taken, not failed, with at least one object."""
+        return {e.source for e in self.entries if e.source not in self.failed}
+
+    def units(self) -> set[str]:
+        """Return "<source>/<name>" of every object held (a database, a collection, a volume, the bundle)."""
+        return {f"{e.source}/{e.name}" for e in self.entries if e.source not in self.failed}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -63,11 +82,13 @@ class Manifest:
         """Parse a manifest. Raise OpsError naming where it came from if it is not one."""
         try:
             raw = json.loads(text)
+            if raw.get("format") not in READABLE_FORMATS:
+                raise ValueError(f"format {raw.get('format')!r} is not one this ops reads {READABLE_FORMATS}: upgrade ops")
             entries = [Entry(**e) for e in raw.pop("entries")]
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT}")
             manifest = cls(**raw, entries=entries)
             run_time(manifest.run_id)
+            if manifest.format == 1:  # format 1 had no list of sources: what it holds is what it took
+                manifest.sources = sorted({e.source for e in entries})
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise OpsError(f"{where} is not a valid backup manifest: {exc}") from exc
         return manifest

@@ -5,7 +5,10 @@ it arrives); a restore is ``download | age -d | zstd -d | consumer``. Nothing
 is staged on disk. The producer is a command or a Python iterator of bytes
 (fed from a thread). A stage that fails, is killed, or a producer that
 raises makes the whole pipeline fail with that stage named: a dump that dies
-mid-stream never looks like a finished one.
+mid-stream never looks like a finished one. With a deadline, a pipeline
+still running at that time has every stage killed, with the stage's own
+children, and fails with DeadlineExceeded. Stages stay in ops's process
+group, so a signal to the group (the crontab's `timeout`, Ctrl-C) reaches them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -28,6 +32,10 @@ CHUNK = 1 << 20
 
 class PipelineError(OpsError):
     """A stage of a pipeline failed; the message names it and quotes its stderr."""
+
+
+class DeadlineExceeded(PipelineError):
+    """The pipeline was still running at its deadline; every stage was killed."""
 
 
 @dataclass(frozen=True)
@@ -71,24 +79,35 @@ def _describe(returncode: int) -> str:
     return f"was killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
 
 
-def stream(producer: Producer, stages: Sequence[Command], sink: Callable[[bytes], None] | None = None) -> StreamResult:
+def stream(
+    producer: Producer,
+    stages: Sequence[Command],
+    sink: Callable[[bytes], None] | None = None,
+    deadline: float | None = None,
+) -> StreamResult:
     """Given a producer and filter stages, push the bytes through them into sink.
 
     Return the size, sha256 and wall time of what reached the sink (the
     last stage's output). Raise PipelineError naming the first stage that
     failed (non-zero exit, killed, or a producer/sink exception), after
-    stopping every other stage.
+    stopping every other stage. Raise DeadlineExceeded if it still runs at
+    deadline (a time.monotonic() value), after killing every stage.
     """
     commands = ([producer] if isinstance(producer, Command) else []) + list(stages)
     if not commands:
         raise PipelineError("a pipeline needs at least one command")
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("the deadline had passed before it started")
     started = time.monotonic()
+    finished = threading.Event()
+    expired = threading.Event()
     procs: list[subprocess.Popen[bytes]] = []
     errs: list[IO[bytes]] = []
     feeder_error: list[BaseException] = []
     feeder: threading.Thread | None = None
     with contextlib.ExitStack() as temporaries:
         temporaries.callback(_stop, procs)
+        temporaries.callback(finished.set)
         previous: IO[bytes] | None = None
         for command in commands:
             err: IO[bytes] = temporaries.enter_context(tempfile.TemporaryFile())
@@ -113,6 +132,9 @@ def stream(producer: Producer, stages: Sequence[Command], sink: Callable[[bytes]
         if not isinstance(producer, Command):
             feeder = threading.Thread(target=_feed, args=(producer, procs[0], feeder_error), daemon=True)
             feeder.start()
+        if deadline is not None:
+            watchdog = threading.Thread(target=_watch, args=(deadline, finished, expired, procs), daemon=True)
+            watchdog.start()
         digest = hashlib.sha256()
         size = 0
         assert previous is not None
@@ -126,12 +148,16 @@ def stream(producer: Producer, stages: Sequence[Command], sink: Callable[[bytes]
                 except Exception as exc:  # an upload that failed: stop the producers
                     sink_error = exc
                     break
+        if expired.is_set():
+            raise DeadlineExceeded(f"still running at the deadline: killed {', '.join(c.name for c in commands)}")
         if sink_error is not None:
             raise PipelineError(f"writing the stream failed: {sink_error}") from sink_error
         for proc in procs:
             proc.wait()
         if feeder is not None:
-            feeder.join()
+            feeder.join(None if deadline is None else max(1.0, deadline - time.monotonic()))
+        if expired.is_set():  # a stage or the producer held on until the deadline
+            raise DeadlineExceeded(f"still running at the deadline: killed {', '.join(c.name for c in commands)}")
         if feeder_error:  # checked first: the stage it killed is not the cause
             raise PipelineError(f"reading the input failed: {feeder_error[0]}") from feeder_error[0]
         for command, proc, err in zip(commands, procs, errs, strict=True):
@@ -144,10 +170,51 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """Kill what still runs (after a failure) and close our pipe ends."""
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
+            _kill_tree(proc)
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Return the pids of pid's children, their children and so on (Linux /proc; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a stage and every process it started (a wrapper's child may hold the pipe open)."""
+    if proc.returncode is not None:
+        return
+    family = _descendants(proc.pid)  # before the kill: orphans would be re-parented away from it
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _watch(deadline: float, finished: threading.Event, expired: threading.Event, procs: list[subprocess.Popen[bytes]]) -> None:
+    """At deadline, unless the pipeline finished, kill every stage with its children."""
+    if finished.wait(max(0.0, deadline - time.monotonic())):
+        return
+    expired.set()
+    for proc in list(procs):
+        _kill_tree(proc)
 
 
 def _feed(producer: Callable[[], Iterable[bytes]], first: subprocess.Popen[bytes], errors: list[BaseException]) -> None:

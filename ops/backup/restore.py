@@ -9,6 +9,7 @@ pg_restore's single transaction keeps the database as it was).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,12 +43,15 @@ class RestoreReport:
         }
 
 
-def feeder(ctx: BackupContext, manifest: Manifest, entry: Entry) -> Any:
-    """Return feed(command): stream entry's plain bytes into command, checking the stored sha256."""
+def feeder(ctx: BackupContext, manifest: Manifest, entry: Entry, deadline: float | None = None) -> Any:
+    """Return feed(command): stream entry's plain bytes into command, checking the stored sha256.
+
+    A stream still running at deadline (a time.monotonic() value) is killed.
+    """
 
     def feed(consumer: Command) -> None:
         try:
-            stream(checked_download(ctx, entry), [*ctx.codec.decode(manifest.encrypted), consumer])
+            stream(checked_download(ctx, entry), [*ctx.codec.decode(manifest.encrypted), consumer], deadline=deadline)
         except PipelineError as exc:
             if "no identity matched" in str(exc):
                 raise ConfigError(
@@ -86,6 +90,7 @@ def run_restore(
     """
     if into not in INTO:
         raise OpsError(f"--into must be one of {', '.join(INTO)}, got {into!r}")
+    deadline = time.monotonic() + ctx.deadline_seconds
     manifest = catalog.load(ctx, run_id)
     entries = select(manifest, source, name)
     ctx.codec.decode(manifest.encrypted)  # no identity for an encrypted backup: say so before touching anything
@@ -103,5 +108,10 @@ def run_restore(
             report.safety_backup = run_backup(ctx, "pre-restore", sources).run_id
     for entry in entries:
         module = get_source(entry.source)
-        report.restored.append(module.restore(ctx, entry, into, feeder(ctx, manifest, entry)))
+        try:
+            report.restored.append(module.restore(ctx, entry, into, feeder(ctx, manifest, entry, deadline)))
+        except OpsError as exc:
+            if not report.safety_backup:
+                raise
+            raise type(exc)(f"{exc}; what was there before is in the safety backup {report.safety_backup}") from exc
     return report

@@ -1,12 +1,15 @@
-"""Stream stdin as a multipart file upload: ``python -m ops.backup.upload URL [HEADER ...]``.
+"""Stream stdin as a multipart file upload: ``python -m ops.backup.upload URL``.
 
 A pipeline stage for restores into HTTP APIs (Qdrant's snapshot upload):
-nothing is buffered whole. Exits 1 with the server's answer on stderr when
-the upload is refused.
+nothing is buffered whole. Request headers (an API key) come from the
+environment variable OPS_UPLOAD_HEADERS, one ``Name: value`` a line, never
+from the command line, which any user on the machine can read (``ps``).
+Exits 1 with the server's answer on stderr when the upload is refused.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 
 FIELD = "snapshot"
+HEADERS_ENV = "OPS_UPLOAD_HEADERS"
 
 
 def body(boundary: str) -> Iterator[bytes]:
@@ -27,14 +31,15 @@ def body(boundary: str) -> Iterator[bytes]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: python -m ops.backup.upload URL [Header: value ...]", file=sys.stderr)
+    if len(argv) != 1:
+        print(f"usage: python -m ops.backup.upload URL (headers in ${HEADERS_ENV})", file=sys.stderr)
         return 2
     boundary = uuid.uuid4().hex
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    for header in argv[1:]:
+    for header in os.environ.get(HEADERS_ENV, "").splitlines():
         key, _, value = header.partition(":")
-        headers[key.strip()] = value.strip()
+        if key.strip():
+            headers[key.strip()] = value.strip()
     try:
         response = httpx.post(argv[0], content=body(boundary), headers=headers, timeout=httpx.Timeout(600, connect=10))
     except httpx.HTTPError as exc:

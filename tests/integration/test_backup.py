@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from ops.config import load_settings
 from ops.errors import ConfigError, OpsError
 from ops.local.processes import GcsEmulatorServer, PostgresServer
 from ops.secrets import init_secrets
-from tests.conftest import require
+from tests.conftest import REPO, require
 from tests.fakes.qdrant import QdrantState, qdrant_app
 from tests.fakes.server import ThreadedServer
 
@@ -188,17 +189,25 @@ def test_drill_reports_a_restore_that_differs(ctx: BackupContext) -> None:
     assert [(t.table, t.ok) for t in report.tables if not t.ok] == [("public.notes", False)]
 
 
-def test_a_killed_pg_dump_leaves_no_manifest_and_fails(
-    project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState], tmp_path: Path
-) -> None:
-    # pg_dump that streams part of the dump and is then killed by a signal
+def pg_dump_wrapper(tmp_path: Path, then: str) -> Path:
+    """Return a directory of the Postgres programs whose pg_dump sends 20,000 bytes of the dump, then runs `then`."""
     wrappers = tmp_path / "bin"
     wrappers.mkdir()
     real = Path(tools.postgres_bin("pg_dump") or "pg_dump").parent
     for program in ("psql", "pg_dumpall", "pg_restore"):
         (wrappers / program).symlink_to(real / program)
-    (wrappers / "pg_dump").write_text(f'#!/bin/bash\n"{real}/pg_dump" "$@" | head -c 20000\nkill -9 $$\n')
+    (wrappers / "pg_dump").write_text(
+        f'#!/bin/bash\n[ "$1" = --version ] && exec "{real}/pg_dump" "$@"\n"{real}/pg_dump" "$@" | head -c 20000\n{then}\n'
+    )
     (wrappers / "pg_dump").chmod(0o755)
+    return wrappers
+
+
+def test_a_killed_pg_dump_leaves_no_manifest_and_fails(
+    project: Path, cluster: PostgresServer, gcs: GcsEmulatorServer, qdrant: tuple[ThreadedServer, QdrantState], tmp_path: Path
+) -> None:
+    # pg_dump that streams part of the dump and is then killed by a signal
+    wrappers = pg_dump_wrapper(tmp_path, "kill -9 $$")
     ctx = make_context(project, cluster, gcs, qdrant, OPS_POSTGRES_BIN_DIR=str(wrappers))
 
     with pytest.raises(BackupFailed, match=r"pg_dump was killed by signal 9"):
@@ -315,9 +324,12 @@ def test_slice_10_installs_the_jobs_then_verifies_with_a_backup_and_a_drill(ctx:
     from ops.slices import slice_10
     from ops.slices.base import Target
 
-    cron = project / "cron.d" / "aistack-backups"
+    cron, log = project / "cron.d" / "aistack-backups", project / "backup.log"
     with (project / "vps.env").open("a") as env:
-        env.write(f"OPS_BACKUP_CRON_FILE={cron}\n")
+        env.write(f"OPS_BACKUP_CRON_FILE={cron}\nOPS_BACKUP_LOCK={project / 'backup.lock'}\nOPS_BACKUP_LOG={log}\n")
+    (project / ".venv").symlink_to(REPO / ".venv")  # the job runs "$OPS_PROJECT_DIR/.venv/bin/ops"
+    if os.geteuid() == 0:  # the truth repository is the operator's; cron runs the job as root, with no SUDO_UID
+        subprocess.run(["chown", "-R", "65534:65534", str(ctx.git_repo)], check=True)
     settings = load_settings(project)
     target = Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk", settings=settings)
 
@@ -329,7 +341,9 @@ def test_slice_10_installs_the_jobs_then_verifies_with_a_backup_and_a_drill(ctx:
     assert f"OPS_PROJECT_DIR={project}\n" in cron.read_text() and oct(cron.stat().st_mode & 0o777) == "0o644"
     report = verify_slice(10, target)
     assert report.ok, report.to_dict()
-    assert [c.name for c in report.checks] == ["jobs installed", "files appear in GCS", "restore test succeeds"]
+    checks = ["jobs installed", "backup runs as cron runs it", "files appear in GCS", "restore test succeeds"]
+    assert [c.name for c in report.checks] == checks
+    assert "ops.jobs INFO backup ok: backup" in log.read_text() and "-daily/git/repo.bundle.zst" in log.read_text()
 
     (project / "backups" / "crontab").unlink()  # a rollback to before the slice removes the jobs
     assert slice_10.install(settings) == [f"removed {cron}"] and not cron.exists()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ops.backup.pipeline import Command, PipelineError, stream
+from ops.backup.pipeline import Command, DeadlineExceeded, PipelineError, stream
 
 DATA = bytes(range(256)) * 40_000  # ~10 MB
 
@@ -50,3 +53,47 @@ def test_a_failing_sink_stops_the_stages() -> None:
 def test_a_missing_program_is_named() -> None:
     with pytest.raises(PipelineError, match="cannot start no-such-program"):
         stream(Command(("no-such-program",)), [])
+
+
+def running(pid: int) -> bool:
+    """Return whether pid is a live process (a zombie waiting for its parent is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_hanging_producer_is_killed_at_the_deadline_with_its_children(tmp_path: Path) -> None:
+    pidfile = tmp_path / "sleeper.pid"
+    # a producer that sends a little, then waits on a child that sleeps (and holds the pipe open)
+    producer = Command(("sh", "-c", f"printf abc; sleep 600 & echo $! > {pidfile}; wait"))
+
+    with pytest.raises(DeadlineExceeded, match="still running at the deadline: killed sh, cat"):
+        stream(producer, [Command(("cat",))], deadline=time.monotonic() + 1)
+
+    sleeper = int(pidfile.read_text())
+    for _ in range(100):  # SIGKILL is delivered at once; reaping may take a moment
+        if not running(sleeper):
+            break
+        time.sleep(0.05)
+    assert not running(sleeper)
+
+
+def test_a_python_producer_stuck_on_its_input_is_stopped_at_the_deadline() -> None:
+    release = threading.Event()
+
+    def produce() -> Iterator[bytes]:
+        yield b"x" * 1000
+        release.wait()  # a download that stopped answering
+
+    try:
+        with pytest.raises(DeadlineExceeded, match="killed cat"):
+            stream(produce, [Command(("cat",))], deadline=time.monotonic() + 1)
+    finally:
+        release.set()
+
+
+def test_a_pipeline_that_ends_before_its_deadline_is_untouched() -> None:
+    result = stream(Command(("printf", "abc")), [Command(("cat",))], deadline=time.monotonic() + 600)
+    assert result.size == 3

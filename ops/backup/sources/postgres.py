@@ -12,9 +12,11 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 
 from ops.backup.context import BackupContext, PostgresAccess
 from ops.backup.manifest import Entry
+from ops.backup.pipeline import DeadlineExceeded, PipelineError
 from ops.backup.sources.base import Emit, Feed
 from ops.errors import OpsError, ServiceError
 
@@ -34,7 +36,10 @@ ORDER BY format('%I.%I', n.nspname, c.relname)
 \\gexec
 """
 SCRATCH_PREFIX = "ops_restore_"  # scratch copies of restores and drills: never backed up, never "lost"
-DATABASES_SQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+DATABASES_SQL = (
+    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+    f" AND left(datname, {len(SCRATCH_PREFIX)}) <> '{SCRATCH_PREFIX}' ORDER BY 1"
+)
 END = "__ops_end__"
 
 
@@ -79,7 +84,10 @@ class Snapshot:
     def fingerprints(self) -> dict[str, list[str]]:
         return {row[0]: row[1:] for row in (line.split("|") for line in self._ask(FINGERPRINT_SQL)) if len(row) == 3}
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """End the transaction and the session; abort kills it at once (a query of it still runs)."""
+        if abort:
+            self._proc.kill()
         if self._proc.stdin is not None:
             try:
                 self._proc.stdin.write("COMMIT;\n")
@@ -102,6 +110,7 @@ def backup(ctx: BackupContext, emit: Emit) -> None:
 
 def _dump_database(ctx: BackupContext, database: str, emit: Emit) -> None:
     snapshot = Snapshot(ctx.postgres, database)
+    worker: threading.Thread | None = None
     try:
         tables: dict[str, list[str]] = {}
         errors: list[BaseException] = []
@@ -115,14 +124,27 @@ def _dump_database(ctx: BackupContext, database: str, emit: Emit) -> None:
         # the checksums read the same snapshot as pg_dump, on the other core, while it streams
         worker = threading.Thread(target=fingerprint, daemon=True)
         worker.start()
-        dump = ctx.postgres.command("pg_dump", "-Fc", "-Z0", f"--snapshot={snapshot.id}", "-d", database)
-        entry = emit(f"{database}.dump", dump, {"kind": "database", "database": database})
-        worker.join()
+        # a table locked (say by a migration) longer than the lock wait fails the dump instead of hanging it;
+        # source: PostgreSQL docs, pg_dump --lock-wait-timeout takes any format SET statement_timeout accepts
+        lock_wait = f"--lock-wait-timeout={ctx.lock_wait_seconds}s"
+        dump = ctx.postgres.command("pg_dump", "-Fc", "-Z0", lock_wait, f"--snapshot={snapshot.id}", "-d", database)
+        try:
+            entry = emit(f"{database}.dump", dump, {"kind": "database", "database": database})
+        except PipelineError as exc:
+            if "LOCK TABLE" not in str(exc) or isinstance(exc, DeadlineExceeded):
+                raise
+            raise PipelineError(
+                f"a table of {database} stayed locked longer than OPS_BACKUP_LOCK_WAIT_SECONDS ({ctx.lock_wait_seconds} s):"
+                f" a migration or a long transaction held it; {exc}"
+            ) from exc
+        worker.join(max(0.0, emit.deadline - time.monotonic()))
+        if worker.is_alive():
+            raise DeadlineExceeded(f"fingerprinting database {database} was still running at the deadline")
         if errors:
             raise OpsError(f"fingerprinting database {database} failed: {errors[0]}")
         entry.meta["tables"] = tables
     finally:
-        snapshot.close()
+        snapshot.close(abort=worker is not None and worker.is_alive())  # the dump failed while the checksums still ran
 
 
 def _exists(postgres: PostgresAccess, database: str) -> bool:
@@ -130,7 +152,7 @@ def _exists(postgres: PostgresAccess, database: str) -> bool:
 
 
 def scratch_name(entry: Entry) -> str:
-    return f"ops_restore_{entry.meta['database']}"
+    return f"{SCRATCH_PREFIX}{entry.meta['database']}"
 
 
 def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:

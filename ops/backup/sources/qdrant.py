@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ops.backup import upload
 from ops.backup.context import BackupContext
 from ops.backup.manifest import Entry
 from ops.backup.pipeline import Command
@@ -73,17 +74,9 @@ def backup(ctx: BackupContext, emit: Emit) -> None:
 def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
     """Upload the snapshot into the collection (live) or into <name>_restored (scratch)."""
     collection = entry.meta["collection"] + ("_restored" if into == "scratch" else "")
-    headers = [f"api-key: {ctx.qdrant_api_key}"] if ctx.qdrant_api_key else []
+    # the API key goes in the stage's environment, never on its command line (`ps` shows those to every user)
+    headers = ((upload.HEADERS_ENV, f"api-key: {ctx.qdrant_api_key}"),) if ctx.qdrant_api_key else ()
+    url = f"{ctx.qdrant_url}/collections/{collection}/snapshots/upload?priority=snapshot&wait=true"
     # the decoded stream goes straight into a streaming multipart upload (ops.backup.upload reads stdin)
-    feed(
-        Command(
-            (
-                sys.executable,
-                "-m",
-                "ops.backup.upload",
-                f"{ctx.qdrant_url}/collections/{collection}/snapshots/upload?priority=snapshot&wait=true",
-                *headers,
-            )
-        )
-    )
+    feed(Command((sys.executable, "-m", "ops.backup.upload", url), headers))
     return f"collection {entry.meta['collection']} restored into {collection}"
