@@ -27,6 +27,10 @@ def _prefixed(prefix: str) -> Callable[[], str]:
     return lambda: prefix + secrets.token_hex(24)
 
 
+# The prefixes of the Langfuse project keys ops generates (public, secret): Langfuse accepts any string
+# for LANGFUSE_INIT_PROJECT_*_KEY (source: langfuse/langfuse web/src/env.mjs, z.string()).
+SELF_HOSTED_LANGFUSE_KEY = ("pk-lf-selfhosted-", "sk-lf-selfhosted-")
+
 # Every secret ops generates. Minimum length is what the doctor accepts for a
 # value a user set by hand.
 GENERATED: dict[str, Callable[[], str]] = {
@@ -43,8 +47,10 @@ GENERATED: dict[str, Callable[[], str]] = {
     "NEXTAUTH_SECRET": _hex(32),
     "CLICKHOUSE_PASSWORD": _hex(24),
     "QDRANT_API_KEY": _hex(24),
-    "LANGFUSE_PUBLIC_KEY": lambda: f"pk-lf-{uuid.uuid4()}",
-    "LANGFUSE_SECRET_KEY": lambda: f"sk-lf-{uuid.uuid4()}",
+    # For a Langfuse on this VM (profile langfuse), which creates its project with them. Marked, so the
+    # doctor can tell them from a Langfuse Cloud project's keys, which have the same pk-lf-<uuid> form.
+    "LANGFUSE_PUBLIC_KEY": lambda: f"{SELF_HOSTED_LANGFUSE_KEY[0]}{uuid.uuid4()}",
+    "LANGFUSE_SECRET_KEY": lambda: f"{SELF_HOSTED_LANGFUSE_KEY[1]}{uuid.uuid4()}",
     "LANGFUSE_INIT_USER_PASSWORD": lambda: secrets.token_urlsafe(18),
     "BASIC_AUTH_PASSWORD": lambda: secrets.token_urlsafe(18),
 }
@@ -55,7 +61,8 @@ DERIVED: dict[str, tuple[str, Callable[[str], str]]] = {
 MIN_LENGTH = 20
 
 _PLACEHOLDER = re.compile(
-    r"^$|change[-_ ]?me|changeit|placeholder|your[-_]|example|^x+$|^todo|^secret$|^password$|^test$|\.\.\.|<.*>",
+    r"^$|change[-_ ]?me|changeit|replace[-_ ]?(me|this)|placeholder|your[-_]|(^|[-_.@])your|example|^x+$"
+    r"|(^|[-_])x{4,}|^todo|^secret$|^password$|^test$|\.\.\.|<.*>|[-_ ]here$",
     re.IGNORECASE,
 )
 
@@ -88,8 +95,13 @@ def secret_problems(env: dict[str, str]) -> list[str]:
     return problems
 
 
-# Names reserved for documentation (RFC 2606, RFC 6761): a certificate for them never issues.
-_RESERVED_DOMAIN = re.compile(r"(^|\.)(example\.(com|net|org)|example|test|invalid|localhost)$", re.IGNORECASE)
+# Names reserved for documentation (RFC 2606, RFC 6761) and private-use suffixes: a certificate for
+# them never issues. And the template names of tutorials (yourdomain.com, my-domain.com, domain.tld).
+_RESERVED_DOMAIN = re.compile(
+    r"(^|\.)(example\.(com|net|org)|example|test|invalid|localhost|local|lan|internal|home\.arpa|tld)$"
+    r"|(^|[.-])(your|my)[-_]?(own[-_]?)?(domain|site|company|server|host)\.|(^|\.)domain\.(com|net|org)$",
+    re.IGNORECASE,
+)
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
 
 
@@ -105,11 +117,18 @@ def setting_problems(env: dict[str, str], profiles: tuple[str, ...]) -> list[str
     its first request or its first night.
     """
     problems = []
-    domains = ["N8N_DOMAIN", "LITELLM_DOMAIN", *(["LANGFUSE_DOMAIN"] if "langfuse" in profiles else [])]
+    # the Caddyfile serves LANGFUSE_DOMAIN whenever it is set, profile or not: Caddy would ask for its certificate
+    served = "langfuse" in profiles or env.get("LANGFUSE_DOMAIN", "").strip()
+    domains = ["N8N_DOMAIN", "LITELLM_DOMAIN", *(["LANGFUSE_DOMAIN"] if served else [])]
     for name in domains:
         value = env.get(name, "")
         if _placeholder_domain(value):
             problems.append(f"{name} is a placeholder ({value!r}): set the public name Caddy gets a certificate for")
+    if served and "langfuse" not in profiles and not _placeholder_domain(env.get("LANGFUSE_DOMAIN", "")):
+        problems.append(
+            "LANGFUSE_DOMAIN is set but profile langfuse is off: Caddy would get a certificate for it and answer "
+            "502 there; empty it (Langfuse Cloud needs no name here)"
+        )
     email = env.get("ACME_EMAIL", "")
     if "@" not in email or _placeholder_domain(email.rpartition("@")[2]):
         problems.append(f"ACME_EMAIL is a placeholder ({email!r}): Let's Encrypt and the Langfuse login need your address")

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import httpx
 
 from ops.config import Settings
-from ops.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,9 @@ class Target:
         """Given safe Settings, return the stack's Target. Raise ConfigError on placeholder secrets."""
         settings.require_safe_secrets()
         env = settings.effective_env
-        langfuse = env.get("OPS_LANGFUSE_URL") or f"https://{env.get('LANGFUSE_DOMAIN', '')}"
-        if langfuse == "https://":
-            raise ConfigError("set OPS_LANGFUSE_URL or LANGFUSE_DOMAIN in vps.env")
+        # where traces are read: OPS_LANGFUSE_URL, else the Langfuse on this VM; none without tracing (the default)
+        domain = env.get("LANGFUSE_DOMAIN", "").strip()
+        langfuse = env.get("OPS_LANGFUSE_URL") or (f"https://{domain}" if domain else "")
         return cls(
             gateway_url=env.get("OPS_GATEWAY_URL") or "http://127.0.0.1:4000",
             master_key=env["LITELLM_MASTER_KEY"],
@@ -77,6 +76,12 @@ class Target:
         return response, time.monotonic() - started
 
     def langfuse(self, path: str) -> httpx.Response:
+        """GET Langfuse's public API at path. Raise httpx.RequestError naming the settings when there is no Langfuse."""
+        if not self.langfuse_url:
+            raise httpx.RequestError(
+                "no Langfuse to read traces from: LANGFUSE_HOST is empty, so LiteLLM sends none (the default); set "
+                "it and the project's keys, and OPS_LANGFUSE_URL for Langfuse Cloud (docs/ARCHITECTURE.md)"
+            )
         return httpx.get(
             f"{self.langfuse_url}/api/public/{path}", auth=(self.langfuse_public_key, self.langfuse_secret_key), timeout=10
         )

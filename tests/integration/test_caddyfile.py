@@ -94,16 +94,30 @@ def test_litellm_api_stays_reachable_with_its_own_keys(caddy: Caddy, method: str
     assert status(caddy.url("litellm", path), method) == 502  # not 401: LiteLLM checks the bearer key
 
 
-@pytest.mark.parametrize("path", ["/", "/signin", "/setup", "/rest/owner/setup", "/rest/login", "/form/abc"])
+@pytest.mark.parametrize("path", ["/", "/signin", "/setup", "/rest/owner/setup", "/rest/login", "/rest/workflows", "/form"])
 def test_n8n_editor_needs_basic_auth_before_its_owner_exists(caddy: Caddy, path: str) -> None:
     """Whoever opened the editor first would create n8n's owner: the editor is behind basic auth."""
     assert status(caddy.url("n8n", path)) == 401
     assert status(caddy.url("n8n", path), auth=("admin", PASSWORD)) == 502
 
 
-@pytest.mark.parametrize("path", ["/webhook/route-task", "/webhook-test/route-task", "/webhook-waiting/123"])
-def test_n8n_webhooks_stay_reachable(caddy: Caddy, path: str) -> None:
-    assert status(caddy.url("n8n", path), "POST") == 502
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/webhook/route-task",
+        "/webhook-test/route-task",
+        "/webhook-waiting/123",
+        # the Form and MCP Server triggers are public too (n8n's endpoints config): their own auth, per workflow
+        "/form/contact",
+        "/form-test/contact",
+        "/form-waiting/123",
+        "/mcp/tools",
+        "/mcp-test/tools",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_n8n_public_triggers_stay_reachable(caddy: Caddy, path: str, method: str) -> None:
+    assert status(caddy.url("n8n", path), method) == 502  # not 401: through to n8n
 
 
 def test_compose_healthcheck_reaches_the_caddyfile_admin_api(caddy: Caddy) -> None:

@@ -235,6 +235,7 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
         "OPS_COMPOSE_OVERRIDES": "compose.standin.yml",
         "OPS_GATEWAY_URL": f"http://127.0.0.1:{project.gateway_port}",
         "OPS_LANGFUSE_URL": f"http://127.0.0.1:{project.langfuse_port}",
+        "LANGFUSE_HOST": "http://langfuse-fake:3000",  # traces on: LiteLLM gets the Langfuse keys only with a host
         "OPS_QDRANT_URL": f"http://127.0.0.1:{project.qdrant_port}",
         "OPS_REDIS_URL": f"redis://:{quote(read_env_file(settings.env_file)['REDIS_PASSWORD'])}@127.0.0.1:{project.redis_port}/0",
         **{f"{provider}_API_KEY": f"mock-{provider.lower()}-key" for provider in ("OPENAI", "ANTHROPIC", "GEMINI", "OPENROUTER")},

@@ -7,6 +7,7 @@ passes every rule. The images' own sources are cited in the rules.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ from aiohttp import web
 from ops import tools
 from ops.config import load_settings
 from ops.doctor import run_doctor
+from ops.profiles import enable_events_when_ready, enable_profile
+from ops.secrets import generate_secrets, init_secrets, is_placeholder
 from tests.conftest import REPO, require
 from tests.fakes.server import ThreadedServer
 from tests.unit.test_doctor import edit, with_env
@@ -32,7 +35,7 @@ FILLED = "\n".join(
     [
         "ACME_EMAIL=ops@aistack.dev",
         "N8N_DOMAIN=n8n.aistack.dev",
-        "LANGFUSE_DOMAIN=langfuse.aistack.dev",
+        "LANGFUSE_DOMAIN=",  # Langfuse not on this VM: Caddy serves no name for it
         "LITELLM_DOMAIN=llm.aistack.dev",
         "OPENROUTER_API_KEY=sk-or-v1-0123456789abcdef",
         "OPS_BACKUP_BUCKET=aistack-backups-1234",
@@ -174,9 +177,14 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "no provider key": (with_env(""), "secrets", "no provider key: set at least one of OPENAI_API_KEY"),
     "no backup bucket": (with_env(""), "secrets", "OPS_BACKUP_BUCKET is empty"),
     "template langfuse domain with the profile": (
-        with_env("COMPOSE_PROFILES=langfuse"),
+        with_env("COMPOSE_PROFILES=langfuse\nLANGFUSE_DOMAIN=langfuse.example.com"),
         "secrets",
         "LANGFUSE_DOMAIN is a placeholder ('langfuse.example.com')",
+    ),
+    "no langfuse domain with the profile": (
+        with_env("COMPOSE_PROFILES=langfuse"),
+        "secrets",
+        "LANGFUSE_DOMAIN is a placeholder ('')",
     ),
     "template langfuse bucket with the profile": (
         with_env("COMPOSE_PROFILES=langfuse"),
@@ -338,3 +346,216 @@ def test_off_gce_the_scopes_are_a_warning_naming_the_runbook(project: Path) -> N
     findings = run_doctor(load_settings(project), ["gcs-access"]).findings
     assert [f.severity for f in findings] == ["warning"]
     assert "no GCE metadata server answers: the backups use the VM's service account" in findings[0].message
+
+
+# --- review of issue #10, items 10 and 14: placeholders of every kind, the Langfuse name Caddy serves, where
+# traces go ---
+
+PLACEHOLDERS = [
+    "REPLACE_ME",
+    "replace-me",
+    "replace this",
+    "sk-xxxx...",
+    "sk-xxxxxxxxxxxxxxxxxxxxxxxx",
+    "sk-proj-XXXXXXXXXXXXXXXX",
+    "XXXXXXXX",
+    "your-api-key",
+    "YOUR_KEY_HERE",
+    "yourkey",
+    "sk-yourkey123",
+    "paste-your-key-here",
+    "<openai key>",
+    "changeme",
+    "TODO: fill in",
+    "...",
+]
+NOT_PLACEHOLDERS = [
+    "sk-or-v1-0123456789abcdef",
+    "sk-ant-api03-Zk3f9Qx7wLmN2pR8",
+    "AIzaSyD-4kq8ZtX0vB7nM1pL",
+    "sk-proj-4bXq9TzLw2Rk8VfN",
+    "pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081",
+    "aistack-backups-1234",
+    "max-xenon-2026",  # an x-word is not a run of x's
+]
+
+
+@pytest.mark.parametrize("value", PLACEHOLDERS)
+def test_template_values_are_placeholders(value: str) -> None:
+    assert is_placeholder(value)
+
+
+@pytest.mark.parametrize("value", NOT_PLACEHOLDERS)
+def test_real_looking_values_are_not_placeholders(value: str) -> None:
+    assert not is_placeholder(value)
+
+
+def test_generated_secrets_are_never_placeholders() -> None:
+    for _ in range(50):
+        assert [name for name, value in generate_secrets().items() if is_placeholder(value)] == []
+
+
+CLOUD_KEYS = "LANGFUSE_PUBLIC_KEY=pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081\nLANGFUSE_SECRET_KEY=sk-lf-9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+# case -> (vps.env lines over FILLED, rule, message in an error)
+PLACEHOLDER_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "provider key of x's": ("OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxx", "secrets", "OPENAI_API_KEY is a placeholder"),
+    "provider key REPLACE_ME": ("ANTHROPIC_API_KEY=REPLACE_ME", "secrets", "ANTHROPIC_API_KEY is a placeholder"),
+    "provider key your-key-here": ("GEMINI_API_KEY=your-key-here", "secrets", "GEMINI_API_KEY is a placeholder"),
+    "e-mail at yourdomain.com": ("ACME_EMAIL=you@yourdomain.com", "secrets", "ACME_EMAIL is a placeholder"),
+    "e-mail at domain.com": ("ACME_EMAIL=admin@domain.com", "secrets", "ACME_EMAIL is a placeholder"),
+    "n8n at yourdomain.com": ("N8N_DOMAIN=n8n.yourdomain.com", "secrets", "N8N_DOMAIN is a placeholder"),
+    "litellm at my-domain.com": ("LITELLM_DOMAIN=llm.my-domain.com", "secrets", "LITELLM_DOMAIN is a placeholder"),
+    "n8n at domain.tld": ("N8N_DOMAIN=n8n.domain.tld", "secrets", "N8N_DOMAIN is a placeholder"),
+    "litellm at a .local name": ("LITELLM_DOMAIN=llm.local", "secrets", "LITELLM_DOMAIN is a placeholder"),
+    "backup bucket REPLACE_ME": ("OPS_BACKUP_BUCKET=REPLACE_ME", "secrets", "OPS_BACKUP_BUCKET is a placeholder"),
+    # the Caddyfile serves LANGFUSE_DOMAIN whenever it is set: ACME would retry for the template's name forever
+    "template langfuse domain without the profile": (
+        "LANGFUSE_DOMAIN=langfuse.example.com",
+        "secrets",
+        "LANGFUSE_DOMAIN is a placeholder ('langfuse.example.com')",
+    ),
+    "langfuse domain without the profile": (
+        "LANGFUSE_DOMAIN=langfuse.aistack.dev",
+        "secrets",
+        "LANGFUSE_DOMAIN is set but profile langfuse is off: Caddy would get a certificate for it",
+    ),
+    # item 10: the generated keys are for a Langfuse on this VM; Cloud would receive every prompt and refuse it
+    "cloud with the generated keys": (
+        "LANGFUSE_HOST=https://cloud.langfuse.com",
+        "gateway",
+        "LANGFUSE_HOST is https://cloud.langfuse.com, outside this VM, but LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
+        "are the keys `ops secrets init` generated for a self-hosted Langfuse",
+    ),
+    "cloud with one generated key": (
+        "LANGFUSE_HOST=https://us.cloud.langfuse.com\nLANGFUSE_PUBLIC_KEY=pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081",
+        "gateway",
+        "but LANGFUSE_SECRET_KEY is the key `ops secrets init` generated",
+    ),
+    "langfuse host without a scheme": (
+        "LANGFUSE_HOST=cloud.langfuse.com\n" + CLOUD_KEYS,
+        "gateway",
+        "LANGFUSE_HOST must be a URL like https://cloud.langfuse.com",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLACEHOLDER_SETTINGS))
+def test_placeholder_setting_is_named(project: Path, case: str) -> None:
+    lines, rule, message = PLACEHOLDER_SETTINGS[case]
+    with_env(FILLED + "\n" + lines)(project)
+    errors = [f.message for f in run_doctor(load_settings(project), [rule]).findings if f.severity == "error"]
+    assert any(message in m for m in errors), errors
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        "",  # no tracing (the default)
+        "LANGFUSE_HOST=https://cloud.langfuse.com\n" + CLOUD_KEYS,  # a cloud project's keys
+        "LANGFUSE_DOMAIN=langfuse.aistack.dev\nCOMPOSE_PROFILES=langfuse\nVM_MEMORY_MB=8192\n"
+        "LANGFUSE_HOST=http://langfuse-web:3000\nLANGFUSE_GCS_BUCKET=aistack-lf-1",  # self-hosted, generated keys
+    ],
+    ids=["no tracing", "cloud", "self-hosted"],
+)
+def test_where_traces_go_passes_when_consistent(project: Path, lines: str) -> None:
+    with_env(FILLED + "\n" + lines)(project)
+    report = run_doctor(load_settings(project), ["secrets", "gateway"])
+    assert [f.message for f in report.findings if f.severity == "error"] == []
+
+
+def test_caddyfile_is_valid_without_a_langfuse_domain(project: Path) -> None:
+    """An empty LANGFUSE_DOMAIN (Langfuse not on this VM) must not break the whole Caddyfile."""
+    require(tools.caddy(), "caddy")
+    with_env(FILLED)(project)
+    assert load_settings(project).env["LANGFUSE_DOMAIN"] == ""
+    assert run_doctor(load_settings(project), ["caddyfile"]).findings == []
+
+
+def _litellm_environment(project: Path) -> dict[str, str]:
+    compose = tools.docker_compose()
+    require(compose, "docker compose")
+    assert compose is not None
+    argv = [*compose, "--project-directory", str(project), "--env-file", str(project / "vps.env"), "-f", str(project / COMPOSE)]
+    config = json.loads(subprocess.run([*argv, "config", "--format", "json"], capture_output=True, text=True, check=True).stdout)
+    environment: dict[str, str] = config["services"]["litellm"]["environment"]
+    return environment
+
+
+def test_by_default_litellm_gets_no_langfuse_host_or_keys(project: Path) -> None:
+    """Item 10: a fresh vps.env sends no prompt off the VM: no host, and no key (LiteLLM's Langfuse client is then off)."""
+    with_env(FILLED)(project)
+    env = _litellm_environment(project)
+    assert (env["LANGFUSE_HOST"], env["LANGFUSE_PUBLIC_KEY"], env["LANGFUSE_SECRET_KEY"]) == ("", "", "")
+
+
+def test_litellm_gets_the_keys_once_langfuse_host_is_set(project: Path) -> None:
+    with_env(FILLED + "\nLANGFUSE_HOST=https://cloud.langfuse.com\n" + CLOUD_KEYS)(project)
+    env = _litellm_environment(project)
+    assert env["LANGFUSE_HOST"] == "https://cloud.langfuse.com"
+    assert env["LANGFUSE_PUBLIC_KEY"] == "pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"
+    assert env["LANGFUSE_SECRET_KEY"].startswith("sk-lf-9a8b")
+
+
+# --- review of issue #10, item 4: the observer's profile goes on with the truth repository ---
+
+
+def git_repo(path: Path) -> Path:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("repo", "profiles", "message"),
+    [
+        (True, "", "OPS_EVENTS_REPO ./truth is a git work tree but COMPOSE_PROFILES lacks events"),
+        (False, "events", "COMPOSE_PROFILES has events but OPS_EVENTS_REPO ./truth is not a git work tree"),
+        (True, "events", None),
+        (True, "langfuse,events", None),
+        (False, "", None),
+    ],
+)
+def test_events_profile_follows_the_truth_repository(project: Path, repo: bool, profiles: str, message: str | None) -> None:
+    with_env(FILLED + f"\nCOMPOSE_PROFILES={profiles}")(project)
+    if repo:
+        git_repo(project / "truth")
+    errors = [f.message for f in run_doctor(load_settings(project), ["events"]).findings if f.severity == "error"]
+    if message:
+        assert len(errors) == 1 and message in errors[0], errors
+    else:
+        assert errors == []
+
+
+def test_slice_7_turns_the_events_profile_on_once_the_repository_exists(project: Path) -> None:
+    with_env(FILLED)(project)
+    env_file = project / "vps.env"
+    before = env_file.read_text()
+    assert enable_events_when_ready(load_settings(project)) == []  # no repository yet: the observer would restart-loop
+    assert env_file.read_text() == before
+    git_repo(project / "truth")
+    assert enable_events_when_ready(load_settings(project)) == ["vps.env: COMPOSE_PROFILES=events"]
+    settings = load_settings(project)
+    assert settings.profiles == ("events",) and env_file.stat().st_mode & 0o777 == 0o600
+    # every other line as it was
+    assert [line for line in env_file.read_text().splitlines() if not line.startswith("COMPOSE_PROFILES=")] == [
+        line for line in before.splitlines() if not line.startswith("COMPOSE_PROFILES=")
+    ]
+    assert enable_events_when_ready(settings) == []  # idempotent
+    assert run_doctor(settings, ["events"]).findings == []
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("COMPOSE_PROFILES='langfuse'", "langfuse,events"),
+        ("COMPOSE_PROFILES=langfuse\nCOMPOSE_PROFILES=", "events"),  # compose reads the last one
+        ("", "events"),  # an older vps.env without the variable
+    ],
+)
+def test_enable_profile_keeps_the_others(project: Path, lines: str, expected: str) -> None:
+    settings = load_settings(project)
+    init_secrets(settings.env_example, settings.env_file)
+    text = re.sub(r"^COMPOSE_PROFILES=.*\n", "", settings.env_file.read_text(), flags=re.M)
+    settings.env_file.write_text(text + lines + ("\n" if lines else ""))
+    enable_profile(load_settings(project), "events")
+    assert load_settings(project).env["COMPOSE_PROFILES"] == expected
+    assert settings.env_file.read_text().count("COMPOSE_PROFILES=") == max(1, lines.count("COMPOSE_PROFILES="))

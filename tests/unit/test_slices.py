@@ -1,12 +1,14 @@
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from ops.config import load_settings
 from ops.errors import ConfigError, OpsError
 from ops.secrets import init_secrets
 from ops.slices import get_slice
 from ops.slices.base import Target
+from tests.fakes.server import ThreadedServer
 
 
 @pytest.mark.parametrize(
@@ -28,8 +30,22 @@ def test_target_from_generated_vps_env(project: Path) -> None:
     secrets = init_secrets(settings.env_example, settings.env_file)
     target = Target.from_settings(load_settings(project))
     assert target.gateway_url == "http://127.0.0.1:4000"
-    assert target.langfuse_url == "https://langfuse.example.com"
+    assert target.langfuse_url == ""  # no tracing by default: no Langfuse to read from
     assert target.master_key == secrets["LITELLM_MASTER_KEY"]
+
+
+def test_slice_2_without_a_langfuse_names_the_settings() -> None:
+    """The default sends no traces (LANGFUSE_HOST empty): slice 2 fails saying so, not with a URL error."""
+
+    async def chat(request: web.Request) -> web.Response:  # the gateway answers; there is no Langfuse to ask
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": "hi"}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    with ThreadedServer(app) as gateway:
+        checks = get_slice(2).verify(Target(gateway.url, "sk-x", "", "pk", "sk", timeout=5))
+    assert [c.ok for c in checks] == [False]
+    assert "no Langfuse to read traces from: LANGFUSE_HOST is empty" in checks[0].detail
 
 
 def test_twelve_slices_listed_with_their_prerequisites() -> None:

@@ -9,6 +9,7 @@ from ops.doctor.rules import (
     clickhouse,
     compose_schema,
     env_vars,
+    events,
     gateway,
     gcs_access,
     healthchecks,
@@ -34,6 +35,7 @@ RULES: list[ModuleType] = [
     litellm_config,
     model_lifecycle,
     gateway,
+    events,
     gcs_access,
     caddyfile,
 ]

@@ -19,9 +19,14 @@ import yaml
 from ops.doctor import DoctorContext, Finding
 from ops.errors import ConfigError
 from ops.memory import merged_services
+from ops.secrets import SELF_HOSTED_LANGFUSE_KEY
+from ops.stack import Service
 
 NAME = "gateway"
-DESCRIPTION = "LiteLLM without its database has a 30-day provider budget per provider; LANGFUSE_HOST runs"
+DESCRIPTION = (
+    "LiteLLM without its database has a 30-day provider budget per provider; LANGFUSE_HOST is empty or runs, "
+    "with that Langfuse's keys"
+)
 MONTH_DAYS = 28  # a budget period this long or longer is a monthly stop
 
 
@@ -91,7 +96,27 @@ def check(ctx: DoctorContext) -> list[Finding]:
                     f"litellm_settings.max_budget ${float(max_budget):g}",
                 )
             )
-    host = urlparse(ctx.settings.effective_env.get("LANGFUSE_HOST", "")).hostname or ""
+    findings.extend(_langfuse_host(ctx, services))
+    return findings
+
+
+def _langfuse_host(ctx: DoctorContext, services: dict[str, Service]) -> list[Finding]:
+    """LANGFUSE_HOST names a Langfuse that runs, with keys it knows; every prompt goes there."""
+    env = ctx.settings.effective_env
+    raw = env.get("LANGFUSE_HOST", "").strip()
+    if not raw:
+        return []  # no tracing: LiteLLM gets no keys and sends nothing (the default)
+    url = urlparse(raw)
+    host = url.hostname or ""
+    if url.scheme not in ("http", "https") or not host:
+        return [
+            Finding(
+                NAME,
+                "error",
+                f"LANGFUSE_HOST must be a URL like https://cloud.langfuse.com or http://langfuse-web:3000, got {raw!r}",
+            )
+        ]
+    findings = []
     if host in services and not services[host].enabled_with(ctx.settings.profiles):
         profiles = ", ".join(services[host].profiles)
         findings.append(
@@ -102,4 +127,21 @@ def check(ctx: DoctorContext) -> list[Finding]:
                 "enable it or send traces to Langfuse Cloud (https://cloud.langfuse.com and the project's keys)",
             )
         )
+    if host not in services:  # a Langfuse off this VM (Cloud): it receives every prompt, whatever the keys
+        generated = [
+            name
+            for name, prefix in zip(("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"), SELF_HOSTED_LANGFUSE_KEY, strict=True)
+            if env.get(name, "").startswith(prefix)
+        ]
+        if generated:
+            findings.append(
+                Finding(
+                    NAME,
+                    "error",
+                    f"LANGFUSE_HOST is {raw}, outside this VM, but {' and '.join(generated)} "
+                    f"{'is the key' if len(generated) == 1 else 'are the keys'} `ops secrets init` generated for a "
+                    f"self-hosted Langfuse: LiteLLM would send every prompt to {host}, which refuses them; paste that "
+                    "project's keys, or empty LANGFUSE_HOST to send no traces",
+                )
+            )
     return findings
