@@ -471,7 +471,7 @@ def test_caddyfile_is_valid_without_a_langfuse_domain(project: Path) -> None:
     assert run_doctor(load_settings(project), ["caddyfile"]).findings == []
 
 
-def _litellm_environment(project: Path) -> dict[str, str]:
+def litellm_environment(project: Path) -> dict[str, str]:
     compose = tools.docker_compose()
     require(compose, "docker compose")
     assert compose is not None
@@ -484,13 +484,13 @@ def _litellm_environment(project: Path) -> dict[str, str]:
 def test_by_default_litellm_gets_no_langfuse_host_or_keys(project: Path) -> None:
     """Item 10: a fresh vps.env sends no prompt off the VM: no host, and no key (LiteLLM's Langfuse client is then off)."""
     with_env(FILLED)(project)
-    env = _litellm_environment(project)
+    env = litellm_environment(project)
     assert (env["LANGFUSE_HOST"], env["LANGFUSE_PUBLIC_KEY"], env["LANGFUSE_SECRET_KEY"]) == ("", "", "")
 
 
 def test_litellm_gets_the_keys_once_langfuse_host_is_set(project: Path) -> None:
     with_env(FILLED + "\nLANGFUSE_HOST=https://cloud.langfuse.com\n" + CLOUD_KEYS)(project)
-    env = _litellm_environment(project)
+    env = litellm_environment(project)
     assert env["LANGFUSE_HOST"] == "https://cloud.langfuse.com"
     assert env["LANGFUSE_PUBLIC_KEY"] == "pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"
     assert env["LANGFUSE_SECRET_KEY"].startswith("sk-lf-9a8b")
