@@ -79,7 +79,7 @@ def run_drill(ctx: BackupContext, run_id: str | None = None, keep: bool = False)
     deadline = time.monotonic() + ctx.deadline_seconds
     manifest = catalog.load(ctx, run_id, source="postgres")
     report = DrillReport(manifest.run_id)
-    verified = run_verify(ctx, manifest.run_id)
+    verified = run_verify(ctx, manifest.run_id, deadline)
     report.objects_ok = verified.ok
     report.problems += [f"{c.object}: {c.detail}" for c in verified.checks if not c.ok]
     for entry in manifest.select("postgres"):

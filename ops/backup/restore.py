@@ -99,7 +99,7 @@ def run_restore(
         report.restored = [f"would restore {e.source}/{e.name} into {into}" for e in entries]
         return report
     if into == "live":
-        verified = run_verify(ctx, manifest.run_id)
+        verified = run_verify(ctx, manifest.run_id, deadline)
         if not verified.ok:
             bad = "; ".join(c.detail for c in verified.checks if not c.ok)
             raise OpsError(f"backup {manifest.run_id} fails verification, nothing restored: {bad}")

@@ -66,9 +66,10 @@ def checked_download(ctx: BackupContext, entry: Entry) -> Callable[[], Iterable[
     return produce
 
 
-def run_verify(ctx: BackupContext, run_id: str | None = None) -> VerifyReport:
+def run_verify(ctx: BackupContext, run_id: str | None = None, deadline: float | None = None) -> VerifyReport:
     """Given a backup id (default: the newest complete one), check every object; return the report.
 
+    An object still decoding at deadline (a time.monotonic() value) is killed and reported as a failed check.
     Raise BackupNotFound if there is no such complete backup.
     """
     manifest = catalog.load(ctx, run_id)
@@ -78,7 +79,7 @@ def run_verify(ctx: BackupContext, run_id: str | None = None) -> VerifyReport:
         produce = checked_download(ctx, entry)
         try:
             if decode:
-                plain = stream(produce, ctx.codec.decode(manifest.encrypted))
+                plain = stream(produce, ctx.codec.decode(manifest.encrypted), deadline=deadline)
                 detail = f"sha256 ok, decodes to {plain.size} bytes"
             else:
                 for _ in produce():

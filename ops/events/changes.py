@@ -4,7 +4,10 @@ A change request's id is ``cr_<event id>``, so a re-delivered event finds
 its request instead of making a second one. Status goes pending -> approved
 -> applied, or pending -> rejected; an approved request whose push met a
 conflict goes back to pending; one that could not be applied after
-MAX_ATTEMPTS tries is failed (approving it again retries it). The file
+MAX_ATTEMPTS tries is failed (approving it again retries it). Tries are
+spaced (10 s doubling to 5 min, the next time on the request); a try that
+met something not the change's fault (a git lock held, a full disk) waits
+the same way and is not counted (``after_failure``). The file
 (written atomically, mode 0640 in the state directory's group, so operators
 in that group can read it) is the record; one Redis set per status
 (``<stream>:cr:<status>``) indexes the ids, so the observer's poll reads the
@@ -18,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import grp
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +36,17 @@ import redis
 from ops.errors import OpsError
 from ops.events.publisher import Streams, explain
 from ops.events.schema import Event, parse_event
+from ops.events.sharing import group_name
 
 STATUSES = ("pending", "approved", "applied", "rejected", "failed")
 DECIDABLE = ("pending", "failed")  # what a human may approve or reject (approving a failed one retries it)
 CR_ID_PREFIX = "cr_"
 log = logging.getLogger("ops.changes")
 FILE_MODE = 0o640  # the observer runs as root; operators read change requests through the directory's group
-MAX_ATTEMPTS = 3  # tries before an approved change that keeps failing is marked failed
+DEFAULT_GROUP = "aistack"  # OPS_EVENTS_GROUP: the operators' group the state directory is shared with
+MAX_ATTEMPTS = 6  # counted tries before an approved change that keeps failing is marked failed (about 5 min)
+FIRST_DELAY = 10  # seconds before the second try; doubling after each failure ...
+MAX_DELAY = 300  # ... up to five minutes
 
 
 class UnknownChange(OpsError):
@@ -55,6 +61,46 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def delay(failures: int) -> timedelta:
+    """Given how many tries failed in a row (at least 1), return the wait before the next: 10 s doubling to 5 min."""
+    return timedelta(seconds=min(FIRST_DELAY * 2 ** max(failures - 1, 0), MAX_DELAY))
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What a failed try makes of an approved change request."""
+
+    status: str  # "approved" (tried again at next_attempt_at) or "failed" (no more tries)
+    attempts: int  # counted failures (the change's own)
+    deferrals: int  # uncounted failures in a row (not the change's fault)
+    next_attempt_at: str  # ISO 8601; "" once failed
+
+
+def after_failure(attempts: int, deferrals: int, transient: bool, at: datetime, limit: int = MAX_ATTEMPTS) -> Retry:
+    """Given a request's counted and uncounted failures before this one, whether this one is transient (not the
+    change's fault: not counted) and the time it happened, return the request's next state.
+
+    A counted failure that reaches limit fails the request; every other one
+    waits delay(n) after at, n being the failures of its kind in a row.
+    """
+    if transient:
+        return Retry("approved", attempts, deferrals + 1, (at + delay(deferrals + 1)).isoformat(timespec="seconds"))
+    attempts += 1
+    if attempts >= limit:
+        return Retry("failed", attempts, 0, "")
+    return Retry("approved", attempts, 0, (at + delay(attempts)).isoformat(timespec="seconds"))
+
+
+def due(next_attempt_at: str, at: datetime) -> bool:
+    """Given a request's next_attempt_at and the time, return whether it may be tried now (an unreadable time: yes)."""
+    if not next_attempt_at:
+        return True
+    try:
+        return datetime.fromisoformat(next_attempt_at) <= at
+    except ValueError:
+        return True
+
+
 @dataclass
 class ChangeRequest:
     id: str
@@ -67,6 +113,8 @@ class ChangeRequest:
     commit: str = ""
     history: list[str] = field(default_factory=list)
     attempts: int = 0  # failed tries to apply it since it was last approved
+    deferrals: int = 0  # tries in a row that met something not its fault (a git lock, a full disk): not counted
+    next_attempt_at: str = ""  # no try before this time (ISO 8601); "" = at the next poll
 
     @property
     def parsed(self) -> Event:
@@ -90,8 +138,9 @@ class ChangeRequest:
 
 
 class ChangeStore:
-    def __init__(self, directory: Path, client: redis.Redis, streams: Streams | None = None) -> None:
+    def __init__(self, directory: Path, client: redis.Redis, streams: Streams | None = None, group: str = DEFAULT_GROUP) -> None:
         self.directory = directory
+        self.group = group  # the operators' group the directory is shared with (OPS_EVENTS_GROUP), named in errors
         self.client = client
         self.streams = streams or Streams()
         try:
@@ -111,13 +160,22 @@ class ChangeStore:
                 f"cannot write {path}: permission denied; deciding a change request writes in {self.directory}, "
                 "which belongs to the observer: run the command with sudo (or `docker compose exec observer ops cr ...`)"
             )
+        join = f"`sudo usermod -aG {self.group} $USER`, then log in again"
         try:
-            group = grp.getgrgid(self.directory.stat().st_gid).gr_name
-        except (OSError, KeyError):
-            group = "the state directory's group"
+            current = group_name(self.directory.stat().st_gid)
+        except OSError:
+            current = ""
+        if current == self.group:
+            return OpsError(
+                f"cannot read {path}: permission denied; change requests are readable by the group {self.group}: "
+                f"add your user to it ({join}) or run the command with sudo"
+            )
+        # never advise joining the directory's group as it is: it may be root's
         return OpsError(
-            f"cannot read {path}: permission denied; change requests are readable by the group {group}: "
-            f"add your user to it (`sudo usermod -aG {group} $USER`, then log in again) or run the command with sudo"
+            f"cannot read {path}: permission denied; change requests are shared with the group {self.group} "
+            f"(OPS_EVENTS_GROUP), but {self.directory} is not yet in it: share it once (`sudo groupadd --system "
+            f"{self.group}; sudo chgrp -R {self.group} {self.directory} && sudo chmod g+rxs {self.directory}`), "
+            f"add your user to the group ({join}), or run the command with sudo"
         )
 
     @contextlib.contextmanager
@@ -248,10 +306,13 @@ class ChangeStore:
                 who = f" by {cr.decided_by}" if cr.decided_by else ""
                 wanted = " or ".join(expected)
                 raise AlreadyDecided(f"change request {cr_id} was already decided: it is {cr.status}{who}, not {wanted}")
+            if status != cr.status:  # a new status: whatever it waited for before is over
+                cr.deferrals, cr.next_attempt_at = 0, ""
             cr.status, cr.reason = status, reason
             cr.decided_by = by or cr.decided_by
             cr.commit = commit or cr.commit
-            cr.attempts = cr.attempts if attempts is None else attempts
+            if attempts is not None:  # a new decision: a fresh count, tried at once
+                cr.attempts, cr.deferrals, cr.next_attempt_at = attempts, 0, ""
             cr.history.append(f"{now()} {status}{' by ' + by if by else ''}: {reason}")
             self._write(cr)
         return cr
@@ -260,16 +321,34 @@ class ChangeStore:
         """Move cr from the status it was read with to status; return the new record. Raise AlreadyDecided if it moved."""
         return self.transition(cr.id, (cr.status,), status, reason, by, commit)
 
-    def attempt_failed(self, cr: ChangeRequest, error: str, limit: int = MAX_ATTEMPTS) -> ChangeRequest:
-        """Count a failed try to apply approved cr; after limit tries mark it failed with error. Return the record."""
+    def attempt_failed(
+        self,
+        cr: ChangeRequest,
+        error: str,
+        limit: int = MAX_ATTEMPTS,
+        transient: bool = False,
+        at: datetime | None = None,
+    ) -> ChangeRequest:
+        """Record a failed try to apply approved cr at time at (now): counted, or not when transient; spaced by
+        after_failure; failed with error once limit counted tries failed. Return the record.
+        """
+        at = at or datetime.now(UTC)
         with self._locked():
             current = self.get(cr.id)
             if current.status != "approved":
                 return current
-            current.attempts += 1
-            if current.attempts >= limit:
+            retry = after_failure(current.attempts, current.deferrals, transient, at, limit)
+            current.attempts, current.deferrals, current.next_attempt_at = retry.attempts, retry.deferrals, retry.next_attempt_at
+            if retry.status == "failed":
                 current.status, current.reason = "failed", f"failed {current.attempts} times; last: {error}"[:2000]
-            current.history.append(f"{now()} {current.status}: attempt {current.attempts} failed: {error}"[:2000])
+                line = f"failed: attempt {current.attempts} failed: {error}"
+            elif transient:
+                # once per spell: a lock held for a day must not grow the file at every try
+                line = f"waiting (not counted): {error}; tried again from {retry.next_attempt_at}" if retry.deferrals == 1 else ""
+            else:
+                line = f"approved: attempt {current.attempts} of {limit} failed: {error}; next try {retry.next_attempt_at}"
+            if line:
+                current.history.append(f"{now()} {line}"[:2000])
             self._write(current)
         return current
 

@@ -10,10 +10,11 @@ import redis
 
 from ops.config import Settings, check_url
 from ops.errors import ConfigError
-from ops.events.changes import ChangeStore
+from ops.events.changes import DEFAULT_GROUP, ChangeStore
 from ops.events.observer import Observer, Policy
 from ops.events.publisher import Streams, connect
 from ops.events.reconciler import Reconciler
+from ops.events.sharing import check_group, share_state_dir
 
 
 def _list(raw: str) -> tuple[str, ...]:
@@ -33,13 +34,18 @@ class EventsConfig:
     telegram_token: str
     telegram_chats: tuple[int, ...]
     telegram_api: str
+    group: str = DEFAULT_GROUP  # OPS_EVENTS_GROUP: the operators' group the state directory is shared with
 
     def client(self) -> redis.Redis:
         return connect(self.redis_url)
 
     def store(self) -> ChangeStore:
         """The change requests alone (what `ops cr` reads and decides): no git, no Telegram."""
-        return ChangeStore(self.state_dir / "change-requests", self.client(), self.streams)
+        return ChangeStore(self.state_dir / "change-requests", self.client(), self.streams, self.group)
+
+    def share_state_dir(self, create: bool = False) -> list[str]:
+        """Give the state directory to the operators' group (creating the group if create, as root); return changes."""
+        return share_state_dir(self.state_dir, self.group, create)
 
     def observer(self, client: redis.Redis | None = None) -> Observer:
         from ops.events.telegram import bot_for
@@ -54,6 +60,7 @@ class EventsConfig:
             self.streams,
             on_pending=bot.notify_pending if bot else None,
             poll_decisions=(lambda store: bot.poll_decisions(store, offset_key)) if bot else None,
+            group=self.group,
         )
 
 
@@ -89,4 +96,5 @@ def events_config(settings: Settings) -> EventsConfig:
         telegram_token=env.get("OPS_TELEGRAM_BOT_TOKEN", ""),
         telegram_chats=tuple(chats),
         telegram_api=env.get("OPS_TELEGRAM_API", ""),
+        group=check_group(env.get("OPS_EVENTS_GROUP") or DEFAULT_GROUP),
     )

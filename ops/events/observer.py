@@ -12,11 +12,15 @@ and the change request id and the commit trailer make the re-delivery a
 no-op: nothing lost, nothing applied twice.
 
 One change's failure is that change's: an error in applying it (any
-exception, not only ops's own) is counted on its change request and, after
-MAX_ATTEMPTS, marks it failed with the error, and the observer goes on with
-the next. Only what is not the change's fault (the remote or Redis
-unavailable or refusing) leaves it approved to be tried again, for as long
-as it takes; nothing ends the loop but a stop.
+exception, not only ops's own) is counted on its change request, the next
+try waits (10 s doubling to 5 min, ``changes.after_failure``), and after
+MAX_ATTEMPTS it is marked failed with the error; the observer goes on with
+the next. What is not the change's fault leaves it approved, uncounted: a
+git lock held in the truth repository (a human's ``git commit``) or a full
+disk makes it wait the same way (a lock held for over LOCK_ALERT seconds is
+reported through the log notifier, once); the remote or Redis unavailable
+or refusing is tried again at the next poll, for as long as it takes.
+Nothing ends the loop but a stop.
 """
 
 from __future__ import annotations
@@ -34,17 +38,24 @@ from typing import Any
 import redis
 
 from ops.errors import OpsError
-from ops.events.changes import MAX_ATTEMPTS, STATUSES, AlreadyDecided, ChangeRequest, ChangeStore
+from ops.events.changes import DEFAULT_GROUP, MAX_ATTEMPTS, STATUSES, AlreadyDecided, ChangeRequest, ChangeStore, due
 from ops.events.consumer import Consumer, Stats, trim
 from ops.events.publisher import RedisRefused, Streams, explain
-from ops.events.reconciler import PushConflict, Reconciler, RemoteUnavailable, UnsafePath, target_path
+from ops.events.reconciler import PushConflict, Reconciler, RemoteUnavailable, RepoLocked, UnsafePath, deferral, target_path
 from ops.events.schema import Event
+from ops.events.sharing import share_state_dir
+from ops.notify import Notice, NotifyConfig, notify
 
 log = logging.getLogger("ops.observer")
 CONFLICT = "version conflict"
 TAIL_BYTES = 4 << 20  # how much of the log is read at start to recognise re-delivered events
 HEARTBEAT_TTL = 30  # seconds: a missing heartbeat means no observer is polling
 MAX_BACKOFF = 30  # seconds between polls while Redis refuses commands
+LOCK_ALERT = 600  # seconds a git lock may be held in the truth repository before it is reported
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -106,14 +117,20 @@ class Observer:
         on_pending: Callable[[ChangeRequest], None] | None = None,
         poll_decisions: Callable[[ChangeStore], list[str]] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        clock: Callable[[], datetime] = utc_now,
+        group: str | None = None,
     ) -> None:
         self.max_attempts = max_attempts
+        self.clock = clock  # when a failed change may be tried again is decided on this clock
+        self._reported_locks: set[tuple[str, float | None]] = set()
         self.client = client
         self.streams = streams or Streams()
         self.policy = policy or Policy()
         self.reconciler = reconciler
         self.log = EventLog(state_dir / "events.jsonl")
-        self.store = ChangeStore(state_dir / "change-requests", client, self.streams)
+        self.state_dir = state_dir
+        self.group = group  # the operators' group (OPS_EVENTS_GROUP): the state directory is shared with it at start
+        self.store = ChangeStore(state_dir / "change-requests", client, self.streams, group or DEFAULT_GROUP)
         self.applied_key = f"{self.streams.name}:applied"
         self.heartbeat_key = f"{self.streams.name}:observer:heartbeat"
         self.heartbeat_file = state_dir / "heartbeat"
@@ -133,7 +150,7 @@ class Observer:
             return
         status, reason = decide(event, self.applied_version(event.aggregate_id), self.policy)
         cr, created = self.store.create(event, stream_id, status, reason)
-        if cr.status == "approved":
+        if cr.status == "approved" and due(cr.next_attempt_at, self.clock()):  # else apply_approved tries it in time
             self.apply(cr)
         elif created and cr.status == "pending":
             self._notify(cr)
@@ -142,8 +159,9 @@ class Observer:
         """Commit an approved change request; then decide its aggregate's held conflicts again. Return it.
 
         A failure of the change itself is counted on it (failed after
-        max_attempts), never raised; raise RemoteUnavailable or a Redis error
-        (it stays approved and is tried again).
+        max_attempts), never raised; a deferral (a git lock held, a full disk)
+        makes it wait, uncounted; raise RemoteUnavailable or a Redis error (it
+        stays approved and is tried again).
         """
         try:
             applied = self.reconciler.apply(cr.parsed)
@@ -155,7 +173,7 @@ class Observer:
             return held
         except (RemoteUnavailable, redis.RedisError, RedisRefused):
             raise
-        except Exception as exc:  # this change's own failure (a file where a directory must go, a git error, a bug)
+        except Exception as exc:  # a lock or a full disk (waits), or the change's own failure (a bug, a path conflict)
             return self._attempt_failed(cr, exc)
         event = cr.parsed
         self.client.hset(self.applied_key, event.aggregate_id, max(self.applied_version(event.aggregate_id), event.version))
@@ -164,13 +182,40 @@ class Observer:
         return done
 
     def _attempt_failed(self, cr: ChangeRequest, exc: Exception) -> ChangeRequest:
-        error = str(exc) if isinstance(exc, OpsError) else f"{type(exc).__name__}: {exc}"
-        log.warning("change request %s: applying it failed: %s", cr.id, error, exc_info=not isinstance(exc, OpsError))
-        done = self.store.attempt_failed(cr, error, self.max_attempts)
+        waiting = deferral(exc)  # not the change's fault: not counted
+        if waiting is not None:
+            error = str(waiting)
+            log.warning("change request %s waits (not counted against it): %s", cr.id, error)
+            if isinstance(waiting, RepoLocked):
+                self._report_lock(waiting)
+        else:
+            error = str(exc) if isinstance(exc, OpsError) else f"{type(exc).__name__}: {exc}"
+            log.warning("change request %s: applying it failed: %s", cr.id, error, exc_info=not isinstance(exc, OpsError))
+        done = self.store.attempt_failed(cr, error, self.max_attempts, transient=waiting is not None, at=self.clock())
         if done.status == "failed":
             log.error("change request %s failed after %d attempts; going on with the next: %s", cr.id, done.attempts, error)
             self._notify(done)
         return done
+
+    def _report_lock(self, locked: RepoLocked) -> None:
+        """Once per lock, when it has been held for LOCK_ALERT seconds: an error through the log notifier."""
+        key = (str(locked.lock), locked.held_since)
+        if locked.held_since is None or key in self._reported_locks:
+            return
+        held = self.clock().timestamp() - locked.held_since
+        if held < LOCK_ALERT:
+            return
+        self._reported_locks.add(key)
+        notify(
+            NotifyConfig(),
+            Notice(
+                "observer",
+                False,
+                f"the truth repository {self.reconciler.repo} has been locked by {locked.lock} for {int(held // 60)} min: "
+                "no change is committed until the git process holding it ends (if none is running there, remove "
+                "the lock by hand); changes wait, approved",
+            ),
+        )
 
     def _redecide(self, aggregate_id: str) -> None:
         for cr in self.store.list("pending"):
@@ -211,6 +256,8 @@ class Observer:
         """Commit the change requests approved since the last look (ops cr approve, Telegram). Return how many tried."""
         done = 0
         for cr in self.store.list("approved"):
+            if not due(cr.next_attempt_at, self.clock()):
+                continue  # a failed try waits its turn
             try:
                 self.apply(cr)
                 done += 1
@@ -235,6 +282,8 @@ class Observer:
         while not stop.is_set():
             try:
                 if not prepared:  # in the loop: Redis may be down or refusing at start too
+                    if self.group:  # the directory, then the files (repair): what it writes later inherits the group
+                        share_state_dir(self.state_dir, self.group)
                     consumer.ensure_group()
                     self.store.repair()  # group-readable files, and an index that agrees with them after a crash
                     prepared = True

@@ -8,8 +8,13 @@ anything is touched and again after every sync with the remote (which may
 bring a symlink in): no absolute paths, no ``..``, nothing under ``.git``,
 only the allowed roots, and no symlink anywhere on the way; the file is then
 opened directory by directory with O_NOFOLLOW, so a link that appears in
-between is refused too. The reconciler owns its work tree: changes a crash
-left uncommitted are logged and discarded before the next change. Each commit
+between is refused too. The reconciler never destroys what it did not make:
+before each change, what a crash or a human left uncommitted (modified or
+untracked files) is saved with ``git stash push --include-untracked`` under
+``observer-recover <time> <event id>`` and logged; a local commit the remote
+cannot take is kept under ``refs/observer/unpushed/``; a git lock
+(``.git/index.lock``, which a human's ``git commit`` holds while its editor is
+open) is never removed: the change waits (RepoLocked) and is tried later. Each commit
 carries ``Event-Id`` and ``Aggregate`` trailers; nothing is committed when
 nothing changed. The push is a plain fast-forward push: when the remote
 moved, the reconciler fetches, and re-applies on top unless the remote
@@ -19,15 +24,14 @@ forces.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import os
 import re
 import subprocess
-import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from ops.errors import OpsError
@@ -37,6 +41,10 @@ TEXT_SUFFIXES = (".md", ".txt", ".yaml", ".yml")
 COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 PUSH_ATTEMPTS = 3
 GIT_TIMEOUT = 120  # seconds for one git command
+STASH_PREFIX = "observer-recover"
+UNPUSHED_REFS = "refs/observer/unpushed"
+# what git says when another git process holds one of its locks (index.lock, HEAD.lock, a ref's lock)
+LOCK_HELD = re.compile(r"Unable to create '([^']+\.lock)': File exists|cannot lock ref|could not lock config file")
 log = logging.getLogger("ops.reconciler")
 
 
@@ -50,6 +58,35 @@ class RemoteUnavailable(OpsError):
 
 class PushConflict(OpsError):
     """The remote changed the same file since the change was decided."""
+
+
+class Deferred(OpsError):
+    """The change cannot be applied now for a reason that is not its own (a git lock held, a full disk): tried later."""
+
+
+class RepoLocked(Deferred):
+    """Another git process (a human's `git commit`, say) holds a lock in the truth repository."""
+
+    def __init__(self, message: str, lock: Path, held_since: float | None = None) -> None:
+        super().__init__(message)
+        self.lock = lock
+        self.held_since = held_since  # the lock file's mtime when it was seen, None if git only said so
+
+
+class NoSpace(Deferred):
+    """The disk holding the truth repository is full (ENOSPC)."""
+
+
+def deferral(exc: BaseException) -> Deferred | None:
+    """Given an exception from applying a change, return it as a Deferred (not the change's fault), or None.
+
+    A Deferred is returned as it is; an OSError with ENOSPC (the disk is full) becomes NoSpace.
+    """
+    if isinstance(exc, Deferred):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return NoSpace(f"no space left on the device holding {exc.filename or 'the truth repository'}; tried again later")
+    return None
 
 
 @dataclass(frozen=True)
@@ -133,7 +170,22 @@ class Reconciler:
             kind = RemoteUnavailable if args[0] in ("fetch", "push") else OpsError
             raise kind(f"git {args[0]} took longer than {GIT_TIMEOUT} s in {self.repo}; it is tried again") from None
         if check and proc.returncode != 0:
-            raise OpsError(f"git {args[0]} failed in {self.repo}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+            said = (proc.stderr or proc.stdout).strip()
+            locked = LOCK_HELD.search(said)
+            if locked:  # git's own lock contention: another git process is at work, not the change's fault
+                lock = Path(locked.group(1)) if locked.group(1) else self.repo / ".git"
+                try:
+                    since: float | None = lock.stat().st_mtime
+                except OSError:
+                    since = None  # released meanwhile, or a ref lock git does not name
+                raise RepoLocked(
+                    f"git {args[0]} in {self.repo}: another git process holds a lock; tried again later ({said[-300:]})",
+                    lock,
+                    since,
+                )
+            if "No space left on device" in said:
+                raise NoSpace(f"git {args[0]} in {self.repo}: no space left on the device; tried again later")
+            raise OpsError(f"git {args[0]} failed in {self.repo}: {said[-400:]}")
         return proc
 
     @property
@@ -147,37 +199,69 @@ class Reconciler:
         out = self.git("log", "-n", "500", "--format=%H", f"--grep=^Event-Id: {event_id}$").stdout.split()
         return out[0] if out else ""
 
-    def recover(self) -> list[str]:
-        """Discard what an interrupted change left in the work tree (the reconciler owns it); return what went.
+    def check_lock(self) -> None:
+        """Return if no git process holds the repository's index. Raise RepoLocked (the lock is never removed) if one does.
 
-        A git lock older than any git command may run is removed; uncommitted
-        and untracked files are logged, then reset to the last commit and
-        cleaned (ignored files stay). The interrupted change is still
-        approved (or its event unacknowledged), so it is applied again.
+        A lock is only ever released by the process that holds it: a human's
+        `git commit` holds it while its editor is open, for as long as it takes.
         """
         lock = self.repo / ".git" / "index.lock"
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - lock.stat().st_mtime > GIT_TIMEOUT:
-                log.warning("removing %s, left by a git command that died more than %d s ago", lock, GIT_TIMEOUT)
-                lock.unlink()
+        try:
+            since = lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        raise RepoLocked(
+            f"{lock} exists: another git process (a `git commit` waiting for its editor?) is using {self.repo}; "
+            "the change waits and is tried later (if no git process is running there, remove the lock by hand)",
+            lock,
+            since,
+        )
+
+    def recover(self, label: str = "") -> str:
+        """Save what a crash or a human left uncommitted in the work tree, never discarding it; return where it went.
+
+        Modified, staged and untracked files (not ignored ones) go into a stash
+        named ``observer-recover <time> <label>`` (with no commit yet, into
+        ``.git/observer-recover/<time>/``); '' when the tree was clean. Raise
+        RepoLocked if a git lock is held: nothing is touched then.
+        """
+        self.check_lock()
         dirty = self.git("status", "--porcelain", "--untracked-files=all").stdout.splitlines()
         if not dirty:
-            return []
+            return ""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"{STASH_PREFIX} {stamp} {label}".strip()
+        listed = "; ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else "")
+        if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
+            self.git("stash", "push", "--quiet", "--include-untracked", "-m", name)
+            where = f"the stash {self.git('rev-parse', 'refs/stash').stdout.strip()[:12]} ({name!r})"
+            how = f"`git -C {self.repo} stash list` shows it, `git stash apply` brings it back"
+        else:  # no commit yet: git cannot stash; move the files aside inside .git
+            target = self.repo / ".git" / STASH_PREFIX / stamp.replace(":", "")
+            for line in dirty:
+                relative = line[3:].strip('"')
+                source = self.repo / relative
+                if source.exists() or source.is_symlink():
+                    (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target / relative)
+            self.git("read-tree", "--empty")  # unstage what was moved
+            where, how = str(target), "copy the files back to restore them"
         log.warning(
-            "%s: discarding %d uncommitted change(s) an interrupted change left (it is applied again): %s",
+            "%s: %d uncommitted change(s) were in the work tree the observer commits from (a crash, or a human "
+            "editing it): saved in %s, not discarded (%s): %s",
             self.repo,
             len(dirty),
-            "; ".join(dirty[:20]) + (" ..." if len(dirty) > 20 else ""),
+            where,
+            how,
+            listed,
         )
-        if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
-            self.git("reset", "--quiet", "--hard", "HEAD")
-        else:
-            self.git("read-tree", "--empty")  # no commit yet: unstage everything
-        self.git("clean", "-q", "-f", "-d")
-        return dirty
+        return where
 
     def sync(self) -> str:
-        """Bring the work tree to the remote branch (when there is one), discarding what a crash left; return HEAD."""
+        """Bring the work tree to the remote branch (when there is one), saving what was left in it; return HEAD.
+
+        Raise RepoLocked while a git lock is held, RemoteUnavailable if the remote cannot be fetched.
+        """
         self.recover()
         if self.has_remote:
             fetched = self.git("fetch", "--quiet", self.remote, self.branch, check=False)
@@ -188,12 +272,32 @@ class Reconciler:
             if self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode == 0:
                 ahead = self.git("rev-list", "--count", f"{self.remote}/{self.branch}..HEAD").stdout.strip()
                 if ahead != "0":
-                    # a commit a crash left unpushed: push it, or, if the remote moved, drop it (its
-                    # event is not acknowledged, so it is applied again on top of the remote)
-                    with contextlib.suppress(PushConflict):
+                    # a commit a crash left unpushed (or a human's): push it, or, if the remote moved, keep it under
+                    # a ref (its event, if it was the observer's, is not acknowledged: it is applied again on top)
+                    try:
                         self.push()
+                    except PushConflict:
+                        self.keep_unpushed()
             self.git("reset", "--quiet", "--hard", f"{self.remote}/{self.branch}")
         return self.git("rev-parse", "HEAD", check=False).stdout.strip()
+
+    def keep_unpushed(self) -> str:
+        """Keep HEAD (commits the remote refused) under refs/observer/unpushed/<time>, and log it; return the ref."""
+        ref = f"{UNPUSHED_REFS}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+        head = self.git("rev-parse", "HEAD").stdout.strip()
+        self.git("update-ref", ref, head)
+        log.warning(
+            "%s: local commit(s) up to %s could not be pushed (the remote moved); kept as %s before resetting to %s/%s "
+            "(`git -C %s log %s` shows them)",
+            self.repo,
+            head[:12],
+            ref,
+            self.remote,
+            self.branch,
+            self.repo,
+            ref,
+        )
+        return ref
 
     def push(self) -> None:
         """Push HEAD as a fast-forward. Raise PushConflict (nothing forced) if the remote moved."""
@@ -209,10 +313,12 @@ class Reconciler:
         """Commit event's change (once) and push it; return the commit.
 
         Raise UnsafePath (also when the remote brought a symlink in),
-        PushConflict, RemoteUnavailable, or OpsError naming what failed.
+        PushConflict, RemoteUnavailable, Deferred (a git lock held, a full
+        disk: tried later), or OpsError naming what failed.
         """
         path = target_path(self.repo, event.payload.resource, self.roots)
         for attempt in range(PUSH_ATTEMPTS):
+            self.recover(event.event_id)  # named after the event; sync() then finds a clean tree
             base = self.sync()
             path = target_path(self.repo, event.payload.resource, self.roots)  # the sync may have brought a symlink
             done = self.committed(event.event_id)
@@ -294,6 +400,8 @@ class Reconciler:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise UnsafePath(f"{path} is a symbolic link: nothing is written through it") from None
+            if exc.errno == errno.ENOSPC:
+                raise NoSpace(f"cannot write {path}: no space left on the device; tried again later") from None
             raise OpsError(f"cannot write {path}: {exc.strerror}") from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)

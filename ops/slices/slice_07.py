@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from ops.config import Settings
 from ops.errors import OpsError
 from ops.slices.base import Check, Target
 
@@ -19,6 +20,14 @@ REQUIRES: tuple[int, ...] = ()
 SERVICES: tuple[str, ...] = ("redis",)
 FILES: tuple[str, ...] = ("docs/EVENT_SCHEMA.md",)
 DATABASES: tuple[str, ...] = ()
+
+
+def install(settings: Settings) -> list[str]:
+    """Before the observer first starts (slice 8), share its state directory with the operators' group
+    (OPS_EVENTS_GROUP, default aistack; created when run as root), setgid; return what changed."""
+    from ops.events.context import events_config
+
+    return events_config(settings).share_state_dir(create=True)
 
 
 def verify(target: Target) -> list[Check]:

@@ -3,7 +3,9 @@
 Each test reproduces a failure found by review: a token in the logs, a bad change
 that stopped all processing, a tree left dirty by a crash, racing decisions, a
 symlink brought in by the remote, passwords in error messages, unreadable change
-requests, and a Redis that refuses writes.
+requests, and a Redis that refuses writes; then (items 5, 8 and 13 of the second
+review) a human's edits or git lock in the truth repository destroyed, failed
+tries made back to back, and operators told to join group root.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,11 @@ import pytest
 import redis
 
 from ops.errors import OpsError
-from ops.events.changes import AlreadyDecided, ChangeStore
+from ops.events.changes import MAX_ATTEMPTS, AlreadyDecided, ChangeRequest, ChangeStore
 from ops.events.consumer import Consumer
-from ops.events.observer import Observer
+from ops.events.observer import Observer, Policy
 from ops.events.publisher import Publisher, RedisRefused
+from ops.events.reconciler import Reconciler, RepoLocked
 from ops.events.schema import parse_event
 from ops.local.processes import RedisServer
 from tests.integration.test_events import client, drain, event, git, observer_for, remote, subjects, work
@@ -63,6 +68,30 @@ def running() -> Iterator[Callable[[Observer, Consumer | None], threading.Thread
     for stop, thread in started:
         stop.set()
         thread.join(15)
+
+
+class Clock:
+    """The observer's clock, moved by the test: when a failed change may be tried again is decided on it."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.now = datetime.now(UTC)
+        self.step = step  # seconds added at every reading (a large step: every waiting change is due at once)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=self.step)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def observer_at(client: redis.Redis, work: Path, tmp_path: Path, clock: Callable[[], datetime], **kw: Any) -> Observer:
+    return Observer(client, tmp_path / "state", Reconciler(work, Policy().roots), clock=clock, **kw)
+
+
+def only(observer: Observer, aggregate: str) -> ChangeRequest:
+    [cr] = [c for c in observer.store.list() if c.event["aggregate_id"] == aggregate]
+    return cr
 
 
 def commit_in_other_clone(remote: Path, tmp_path: Path, change: Callable[[Path], object], message: str) -> None:
@@ -140,16 +169,18 @@ def test_the_telegram_token_never_reaches_a_log_record(
 def test_a_change_that_cannot_be_applied_fails_alone_and_the_next_still_commits(
     client: redis.Redis, work: Path, remote: Path, tmp_path: Path
 ) -> None:
-    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    clock = Clock(step=3600)  # every failed try is due again at once: the spacing has its own test
+    publisher, observer = Publisher(client), observer_at(client, work, tmp_path, clock)
     publisher.publish(event("project:a", 1, "/tasks/x.md", data={"content": "a file"}))
     publisher.publish(event("project:b", 1, "/tasks/x.md/y.md", data={"content": "x.md must be a directory"}))
-    drain(observer)  # both auto-approved: the second can never be written
+    for _ in range(MAX_ATTEMPTS):
+        drain(observer)  # both auto-approved: the second can never be written
     publisher.publish(event("project:c", 1, "/tasks/z.md", data={"content": "later, good"}))
     drain(observer)
 
     by_aggregate = {c.event["aggregate_id"]: c for c in observer.store.list()}
     bad = by_aggregate["project:b"]
-    assert bad.status == "failed" and bad.attempts == 3
+    assert bad.status == "failed" and bad.attempts == MAX_ATTEMPTS
     assert "tasks/x.md is a file, not a directory" in bad.reason
     assert by_aggregate["project:c"].status == "applied"
     assert subjects(remote) == ["task_created: /tasks/z.md", "task_created: /tasks/x.md", "start"]
@@ -166,7 +197,7 @@ def test_a_change_that_cannot_be_applied_fails_alone_and_the_next_still_commits(
 def test_an_unexpected_exception_in_applying_never_ends_the_loop(
     client: redis.Redis, work: Path, remote: Path, tmp_path: Path, running: Any
 ) -> None:
-    observer = observer_for(client, work, tmp_path)
+    observer = observer_at(client, work, tmp_path, Clock(step=3600))  # every failed try due at once
     real_apply = observer.reconciler.apply
 
     def apply(ev: Any) -> Any:
@@ -183,7 +214,7 @@ def test_an_unexpected_exception_in_applying_never_ends_the_loop(
     wait_for(lambda: "task_created: /tasks/fine" in subjects(remote), 30, "the next change committed")
     assert thread.is_alive()
     [cursed] = [c for c in observer.store.list() if c.event["aggregate_id"] == "project:u"]
-    assert cursed.reason.startswith("failed 3 times; last: UnicodeDecodeError")
+    assert cursed.reason.startswith(f"failed {MAX_ATTEMPTS} times; last: UnicodeDecodeError")
 
 
 def test_a_push_that_times_out_is_retried_not_failed(
@@ -214,27 +245,123 @@ def test_a_push_that_times_out_is_retried_not_failed(
 # 17a: a dirty tree after a crash; racing decisions
 
 
-def test_a_tree_left_dirty_by_a_crash_is_cleaned_and_the_next_change_commits(
+def test_what_a_crash_or_a_human_left_in_the_truth_tree_is_stashed_never_discarded(
     client: redis.Redis, work: Path, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # what a crash between writing and committing leaves: a written file, a half-staged one, a git lock
-    (work / "tasks").mkdir()
-    (work / "tasks" / "half-written.json").write_text('{"title": "half')
-    (work / "README.md").write_text("overwritten\n")
-    git(work, "add", "README.md")
-    lock = work / ".git" / "index.lock"
-    lock.write_text("")
-    os.utime(lock, (time.time() - 600, time.time() - 600))  # its git died ten minutes ago
+    # a human editing the clone the observer commits from (the RUNBOOK puts it in the project directory),
+    # or a crash between writing and committing: an untracked file, a modified tracked one, a half-staged one
+    (work / "notes").mkdir()
+    (work / "notes" / "mine.md").write_text("my draft, never committed\n")
+    (work / "README.md").write_text("truth, edited by hand\n")
+    (work / "LICENSE").write_text("staged, not committed\n")
+    git(work, "add", "LICENSE")
 
     publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
-    publisher.publish(event("project:d", 1, "/tasks/after-crash"))
+    published = event("project:d", 1, "/tasks/after-crash")
+    publisher.publish(published)
     with caplog.at_level(logging.WARNING, logger="ops.reconciler"):
         drain(observer)
     assert subjects(remote) == ["task_created: /tasks/after-crash", "start"]
-    assert git(remote, "show", "main:README.md") == "truth"  # the half-staged edit was not committed
-    assert not (work / "tasks" / "half-written.json").exists() and not lock.exists()
-    said = caplog.text
-    assert "discarding 2 uncommitted change(s)" in said and "tasks/half-written.json" in said and "README.md" in said
+    assert git(remote, "show", "main:README.md") == "truth"  # nothing of the human's was committed ...
+    assert "saved in the stash" in caplog.text and "not discarded" in caplog.text and "notes/mine.md" in caplog.text
+
+    [stash] = git(work, "stash", "list", "--format=%gs").splitlines()  # ... nor lost: it is in a stash
+    assert "observer-recover " in stash and published["event_id"] in stash
+    git(work, "stash", "pop", "--quiet")
+    assert (work / "notes" / "mine.md").read_text() == "my draft, never committed\n"
+    assert (work / "README.md").read_text() == "truth, edited by hand\n"
+    assert (work / "LICENSE").read_text() == "staged, not committed\n"
+    assert (work / "tasks" / "after-crash.json").is_file()  # on top of the observer's commit
+
+
+def test_a_held_git_lock_delays_the_change_is_reported_and_never_removed(
+    client: redis.Redis, work: Path, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a human's `git commit` waiting for its editor holds index.lock, here for twenty minutes already
+    lock = work / ".git" / "index.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 1200, time.time() - 1200))
+    (work / "mine.txt").write_text("the human's file\n")
+
+    clock = Clock()
+    publisher, observer = Publisher(client), observer_at(client, work, tmp_path, clock)
+    publisher.publish(event("project:lock", 1, "/tasks/waits"))
+    with caplog.at_level(logging.WARNING):
+        drain(observer)
+        drain(observer)  # polled again before its time: not tried again
+    cr = only(observer, "project:lock")
+    assert (cr.status, cr.attempts, cr.deferrals) == ("approved", 0, 1)  # waiting, not counted, not failed
+    assert datetime.fromisoformat(cr.next_attempt_at) > clock.now
+    assert lock.exists() and (work / "mine.txt").exists()  # nothing of the human's touched
+    assert subjects(remote) == ["start"]
+    reported = [r for r in caplog.records if r.name == "ops.jobs" and r.levelno == logging.ERROR]
+    assert len(reported) == 1 and "locked by" in reported[0].getMessage() and "20 min" in reported[0].getMessage()
+
+    for _ in range(3):  # still held later: waits again, uncounted, reported only once
+        clock.advance(301)
+        with caplog.at_level(logging.WARNING):
+            drain(observer)
+    cr = only(observer, "project:lock")
+    assert (cr.status, cr.attempts, cr.deferrals) == ("approved", 0, 4)
+    assert len([r for r in caplog.records if r.name == "ops.jobs"]) == 1
+
+    lock.unlink()  # the human's commit ends
+    clock.advance(301)
+    drain(observer)
+    assert only(observer, "project:lock").status == "applied"
+    assert subjects(remote) == ["task_created: /tasks/waits", "start"]
+
+
+def test_gits_own_lock_contention_is_a_wait_not_a_failure(work: Path) -> None:
+    reconciler = Reconciler(work, Policy().roots)
+    (work / "tasks").mkdir()
+    (work / "tasks" / "t.json").write_text("{}\n")
+    lock = work / ".git" / "index.lock"
+    lock.write_text("")  # another git process took the lock after the reconciler looked
+    with pytest.raises(RepoLocked, match="another git process holds a lock") as held:
+        reconciler.git("add", "--", "tasks/t.json")
+    assert held.value.lock == lock and held.value.held_since is not None
+    assert lock.exists()
+
+
+def test_a_local_commit_the_remote_cannot_take_is_kept_under_a_ref(
+    client: redis.Redis, work: Path, remote: Path, tmp_path: Path
+) -> None:
+    # a human commits in the observer's clone without pushing, while the remote moves on
+    (work / "README.md").write_text("a local edit\n")
+    git(work, "-c", "user.name=h", "-c", "user.email=h@example.com", "commit", "-q", "-am", "local only")
+    local = git(work, "rev-parse", "HEAD")
+    commit_in_other_clone(remote, tmp_path, lambda repo: (repo / "README.md").write_text("remote edit\n"), "remote moved")
+
+    publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
+    publisher.publish(event("project:kept", 1, "/tasks/next"))
+    drain(observer)
+    assert subjects(remote)[0] == "task_created: /tasks/next"
+    kept = git(work, "for-each-ref", "--format=%(objectname)", "refs/observer/unpushed/").splitlines()
+    assert kept == [local]  # reachable, not only in the reflog
+
+
+def test_a_failed_try_is_not_repeated_before_its_time(client: redis.Redis, work: Path, remote: Path, tmp_path: Path) -> None:
+    clock = Clock()
+    publisher, observer = Publisher(client), observer_at(client, work, tmp_path, clock)
+    publisher.publish(event("project:f", 1, "/tasks/f.md", data={"content": "a file"}))
+    publisher.publish(event("project:g", 1, "/tasks/f.md/g.md", data={"content": "f.md must be a directory"}))
+    drain(observer)
+    first = only(observer, "project:g")
+    assert (first.status, first.attempts) == ("approved", 1)
+    assert first.next_attempt_at == (clock.now + timedelta(seconds=10)).isoformat(timespec="seconds")
+
+    for _ in range(5):  # polls before its time: no second try (three in a row used to fail it within seconds)
+        drain(observer)
+    clock.advance(9)
+    drain(observer)
+    assert only(observer, "project:g").attempts == 1
+
+    clock.advance(1)
+    drain(observer)
+    second = only(observer, "project:g")
+    assert (second.status, second.attempts) == ("approved", 2)
+    assert second.next_attempt_at == (clock.now + timedelta(seconds=20)).isoformat(timespec="seconds")
 
 
 def test_two_deciders_at_once_exactly_one_wins(client: redis.Redis, tmp_path: Path) -> None:
@@ -369,7 +496,7 @@ def as_nobody(code: str, groups: list[int], env: dict[str, str]) -> dict[str, An
         "client = redis.Redis.from_url(os.environ['URL'], decode_responses=True)\n"
         "client.ping()  # connected (and redis-py's lazy imports done) while it can still read root's files\n"
         f"os.setgroups({groups!r}); os.setgid({groups[0]}); os.setuid({NOBODY})\n"
-        "store = ChangeStore(Path(os.environ['DIR']), client)\n"
+        "store = ChangeStore(Path(os.environ['DIR']), client, group=os.environ['GROUP'])\n"
         "try:\n"
         "    answer = {'ok': %s}\n"
         "except OpsError as exc:\n"
@@ -393,27 +520,65 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(base)
 
 
-def test_an_operator_in_the_state_directorys_group_reads_change_requests(redis_server: RedisServer, shared_dir: Path) -> None:
+@pytest.fixture
+def operators_group() -> Iterator[str]:
+    """A name for the operators' group (OPS_EVENTS_GROUP) that no group has yet; the group is deleted at the end."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to write as the observer does and to become nobody")
-    directory = shared_dir / "change-requests"
-    directory.mkdir(mode=0o750)
-    os.chown(directory, 0, NOBODY)  # the state directory's group: the operators'
-    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    observer_store = ChangeStore(directory, c)  # the observer, as root
-    cr, _ = observer_store.create(parse_event(event("project:o", 1, "/config/x")), "0-1", "pending", "held")
-    env = {"DIR": str(directory), "URL": redis_server.url}
+        pytest.skip("needs root to write as the observer does, to create a group and to become nobody")
+    name = f"ops{uuid.uuid4().hex[:10]}"
+    yield name
+    subprocess.run(["groupdel", name], capture_output=True, check=False)
 
-    member = as_nobody(f"[c.id for c in store.list()] + [store.get({cr.id!r}).status]", [NOBODY], env)
-    assert member == {"ok": [cr.id, "pending"]}
-    deciding = as_nobody(f"store.decide({cr.id!r}, True, 'nobody').status", [NOBODY], env)
+
+def test_an_operator_in_the_state_directorys_group_reads_change_requests(
+    redis_server: RedisServer, shared_dir: Path, operators_group: str, project: Path, work: Path
+) -> None:
+    import grp
+    import stat
+
+    from ops.config import load_settings
+    from ops.secrets import init_secrets
+    from ops.slices import slice_07
+
+    state = shared_dir / "state"
+    directory = state / "change-requests"
+    directory.mkdir(parents=True)  # what Docker makes of a missing bind mount: root's, in group root
+    os.chown(state, 0, 0)
+    os.chown(directory, 0, 0)
+    c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    observer_store = ChangeStore(directory, c, group=operators_group)  # the observer, as root
+    cr, _ = observer_store.create(parse_event(event("project:o", 1, "/config/x")), "0-1", "pending", "held")
+    env = {"DIR": str(directory), "URL": redis_server.url, "GROUP": operators_group}
+
+    # not shared yet: the operator is told the dedicated group and how to share, never to join group root
+    unshared = as_nobody(f"store.get({cr.id!r}).status", [NOBODY], env)["error"]
+    assert f"cannot read {directory / cr.id}.json" in unshared and f"usermod -aG {operators_group} " in unshared
+    assert f"chgrp -R {operators_group} {directory}" in unshared and "sudo" in unshared
+    assert "-aG root" not in unshared
+
+    # slice 7, as root, before the observer first starts: the group is created and the directory shared
+    init_secrets(project / "vps.env.example", project / "vps.env")
+    with (project / "vps.env").open("a") as handle:
+        handle.write(f"OPS_REDIS_URL={redis_server.url}\nOPS_EVENTS_STATE_DIR={state}\nOPS_EVENTS_GROUP={operators_group}\n")
+    changed = slice_07.install(load_settings(project))
+    gid = grp.getgrnam(operators_group).gr_gid
+    assert f"created the group {operators_group}" in changed
+    for shared in (state, directory):
+        assert shared.stat().st_gid == gid and shared.stat().st_mode & stat.S_ISGID, oct(shared.stat().st_mode)
+    # the observer, at start, gives the group to what it wrote before; what it writes next inherits it
+    observer = Observer(c, state, Reconciler(work, Policy().roots), group=operators_group)
+    drain(observer)
+    later, _ = observer.store.create(parse_event(event("project:o2", 1, "/config/y")), "0-2", "pending", "held")
+    assert {p.stat().st_gid for p in directory.glob("cr_*.json")} == {gid}
+
+    member = as_nobody("sorted(c.id for c in store.list())", [gid], env)
+    assert member == {"ok": sorted([cr.id, later.id])}
+    deciding = as_nobody(f"store.decide({cr.id!r}, True, 'nobody').status", [gid], env)
     assert "cannot write" in deciding["error"] and "sudo" in deciding["error"]
     assert observer_store.get(cr.id).status == "pending"  # nothing half-written
 
-    directory.chmod(0o755)  # a user outside the group sees the directory, not the requests
-    outsider = as_nobody(f"store.get({cr.id!r}).status", [1], env)
-    assert f"cannot read {directory / cr.id}.json" in outsider["error"]
-    assert "usermod -aG nogroup" in outsider["error"] and "sudo" in outsider["error"]
+    outsider = as_nobody(f"store.get({cr.id!r}).status", [NOBODY], env)["error"]
+    assert f"readable by the group {operators_group}" in outsider and f"usermod -aG {operators_group} " in outsider
     c.close()
 
 
