@@ -24,10 +24,12 @@ DATABASES: tuple[str, ...] = ()
 
 def install(settings: Settings) -> list[str]:
     """Before the observer first starts (slice 8), share its state directory with the operators' group
-    (OPS_EVENTS_GROUP, default aistack; created when run as root), setgid; return what changed."""
+    (OPS_EVENTS_GROUP, default aistack; created when run as root), setgid, and turn its profile (events) on in
+    vps.env once the truth repository exists; return what changed."""
     from ops.events.context import events_config
+    from ops.profiles import enable_events_when_ready
 
-    return events_config(settings).share_state_dir(create=True)
+    return [*events_config(settings).share_state_dir(create=True), *enable_events_when_ready(settings)]
 
 
 def verify(target: Target) -> list[Check]:
