@@ -87,19 +87,37 @@ def signals_as_exceptions() -> Iterator[None]:
         for signum, previous in _state.previous.items():
             signal.signal(signum, previous)
         _state.previous.clear()
-        _state.installed = 0
+        _state.installed, _state.pending = 0, None
+
+
+def _take_pending() -> int | None:
+    """Leaving the outermost shield: return the signal it held back (once), or None; nothing stays pending."""
+    if _state.shield or _state.pending is None:
+        return None
+    signum, _state.pending = _state.pending, None
+    if _state.raised:  # already unwinding from an earlier signal: this one adds nothing
+        return None
+    _state.raised = True
+    return signum
 
 
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
-    """Let the block finish (restoring a key, releasing a lock); raise a signal received meanwhile at its end."""
+    """Let the block finish (restoring a key, releasing a lock); raise a signal received meanwhile at its end.
+
+    If the block raised, the held-back signal is raised as Interrupted chained to the block's
+    error (``__cause__``), never left pending to go off later somewhere unrelated.
+    """
     _state.shield += 1
     try:
         yield
-    finally:
+    except BaseException as exc:
         _state.shield -= 1
-    # a block that raised keeps its own error; one that finished hands on the signal it held back
-    if not _state.shield and _state.pending is not None and not _state.raised:
-        signum, _state.pending = _state.pending, None
-        _state.raised = True
+        signum = _take_pending()
+        if signum is not None:
+            raise Interrupted(signum) from exc
+        raise
+    _state.shield -= 1
+    signum = _take_pending()
+    if signum is not None:
         raise Interrupted(signum)

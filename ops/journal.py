@@ -6,11 +6,15 @@ a lock whose holder stopped sending heartbeats is reported as stale, never
 broken silently. SQL goes through psql (in the postgres container, or a
 local one in tests) with psql variables for every value.
 
-A row is ``running`` while its operation runs, under the lock. A ``running``
-row whose process no longer holds the lock was killed (SIGKILL, a reboot):
-it reads as ``interrupted``. A slice whose latest operation did not end
-``ok`` (failed, rolled back, rollback-failed, interrupted, running) does not
-count as applied and verified, so no slice that needs it can be applied.
+A row is ``running`` while its operation runs, under the lock, and
+``rolling-back`` while it restores a snapshot. Such a row whose process no
+longer holds the lock, or holds it but is dead (its pid is gone on this host,
+or it sent no heartbeat for STALE_AFTER_SECONDS), was killed (SIGKILL, a
+reboot): ``running`` reads as ``interrupted``, ``rolling-back`` as
+``rollback-failed`` (a half-restored state). A slice whose latest operation
+did not end ``ok`` (failed, rolled back, rollback-failed, interrupted,
+running) does not count as applied and verified, so no slice that needs it
+can be applied.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 from ops.errors import OpsError, ServiceError
 from ops.interrupts import Interrupted, shielded
 
-STALE_AFTER_MINUTES = 30
-HEARTBEAT_SECONDS = 60.0  # well inside STALE_AFTER_MINUTES, so a long apply never looks stale
+HEARTBEAT_SECONDS = 60.0  # a thread sends one while the lock is held, so a long apply never looks stale
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS  # three missed heartbeats: the holder is dead (or frozen)
+RUNNING = ("running", "rolling-back")  # the outcomes of an operation still under way
 
 # Two operators starting at once on a fresh database would race on CREATE SCHEMA (a unique
 # violation in pg_namespace): the whole schema is created under one transaction-level advisory lock.
@@ -120,15 +125,46 @@ class Entry:
         return self.__dict__.copy()
 
 
-def effective_outcome(entry: Entry, holder: tuple[str, int] | None) -> str:
-    """Given a journal row and the lock's holder (host, pid) or None, return the row's outcome as it stands.
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the operator lock, and how long ago it sent its last heartbeat."""
 
-    A ``running`` row is still running only while the process that wrote it holds the lock;
-    otherwise that process died without finishing it: ``interrupted``.
+    host: str
+    pid: int
+    idle_seconds: float = 0.0
+
+    def gone(self, here: str | None = None) -> str:
+        """Return why the holder is dead (its pid is gone on this host, here; or no heartbeat
+        for STALE_AFTER_SECONDS), or "" while it may still be at work."""
+        if self.idle_seconds > STALE_AFTER_SECONDS:
+            return f"no heartbeat for {self.idle_seconds / 60:.0f} min"
+        if self.host == (here or socket.gethostname()) and not _pid_exists(self.pid):
+            return f"its process (pid {self.pid} on this host) no longer exists"
+        return ""
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def effective_outcome(entry: Entry, holder: LockHolder | None) -> str:
+    """Given a journal row and the lock's holder (or None), return the row's outcome as it stands.
+
+    A ``running`` or ``rolling-back`` row is still under way only while the process that wrote
+    it holds the lock and is alive; otherwise it died without finishing the row: a ``running``
+    one reads ``interrupted``, a ``rolling-back`` one ``rollback-failed``.
     """
-    if entry.outcome != "running":
+    if entry.outcome not in RUNNING:
         return entry.outcome
-    return "running" if holder is not None and holder == (entry.host, entry.pid) else "interrupted"
+    if holder is not None and (holder.host, holder.pid) == (entry.host, entry.pid) and not holder.gone():
+        return entry.outcome
+    return "interrupted" if entry.outcome == "running" else "rollback-failed"
 
 
 def satisfies_prerequisite(entry: Entry | None) -> bool:
@@ -157,6 +193,16 @@ class Journal:
         )
         return int(rows[0][0])
 
+    def mark(self, entry_id: int, outcome: str, detail: str = "") -> None:
+        """Record that a running operation entered a phase (outcome one of RUNNING), with what it is doing."""
+        assert outcome in RUNNING
+        self.psql.query(
+            "UPDATE ops.journal SET outcome = :'outcome', detail = :'detail' WHERE id = :'id';",
+            outcome=outcome,
+            detail=detail[:4000],
+            id=entry_id,
+        )
+
     def finish(self, entry_id: int, outcome: str, detail: str = "") -> None:
         self.psql.query(
             "UPDATE ops.journal SET finished_at = now(), outcome = :'outcome', detail = :'detail', "
@@ -184,7 +230,8 @@ class Journal:
         return [self._entry(r) for r in rows]
 
     def slice_states(self) -> dict[int, Entry]:
-        """Each slice's latest operation, its outcome made effective (a dead ``running`` row reads ``interrupted``)."""
+        """Each slice's latest operation, its outcome made effective (a dead ``running`` row reads ``interrupted``,
+        a dead ``rolling-back`` one ``rollback-failed``)."""
         rows = self.psql.query(
             f"SELECT DISTINCT ON (slice) {self._COLUMNS} FROM ops.journal WHERE slice IS NOT NULL ORDER BY slice, id DESC;"
         )
@@ -200,10 +247,10 @@ class Journal:
         return satisfies_prerequisite(self.slice_states().get(slice_number))
 
 
-def lock_holder(psql: Psql) -> tuple[str, int] | None:
-    """Return the (host, pid) holding the operator lock, or None when it is free."""
-    rows = psql.query("SELECT host, pid FROM ops.lock WHERE id = 1;")
-    return (rows[0][0], int(rows[0][1])) if rows else None
+def lock_holder(psql: Psql) -> LockHolder | None:
+    """Return who holds the operator lock, or None when it is free."""
+    rows = psql.query("SELECT host, pid, extract(epoch FROM now() - heartbeat_at) FROM ops.lock WHERE id = 1;")
+    return LockHolder(rows[0][0], int(rows[0][1]), float(rows[0][2])) if rows else None
 
 
 class Lock:
@@ -232,18 +279,16 @@ class Lock:
         if rows:
             return
         held = self.psql.query(
-            "SELECT holder, host, pid, operation, acquired_at, "
-            "(extract(epoch FROM now() - heartbeat_at) / 60)::int FROM ops.lock WHERE id = 1;"
+            "SELECT holder, host, pid, operation, acquired_at, extract(epoch FROM now() - heartbeat_at) "
+            "FROM ops.lock WHERE id = 1;"
         )
         if not held:  # released between the two statements
             return self.acquire()
         holder, host, pid, operation, since, idle = held[0]
         message = f"another operation holds the lock: {operation!r} by {holder}@{host} (pid {pid}) since {since}"
-        if int(idle) >= STALE_AFTER_MINUTES:
-            message += (
-                f"; no heartbeat for {idle} min, so it looks stale. If no operation is running, "
-                "release it with `ops lock break --yes`"
-            )
+        gone = LockHolder(host, int(pid), float(idle)).gone()
+        if gone:
+            message += f"; {gone}, so it looks stale. If no operation is running, release it with `ops lock break --yes`"
         raise LockError(message)
 
     def heartbeat(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import socket
 import subprocess
@@ -130,7 +131,8 @@ def test_two_operators_racing_for_the_lock_exactly_one_wins(psql: Psql, tmp_path
     results = [racer.communicate(timeout=120) for racer in racers]
     assert sorted(out.strip() for out, _ in results) == ["lost", "lost", "lost", "won"], results
     winner = next(racer.pid for racer, (out, _) in zip(racers, results, strict=True) if out.strip() == "won")
-    assert lock_holder(psql) == (socket.gethostname(), winner)
+    holder = lock_holder(psql)
+    assert holder is not None and (holder.host, holder.pid) == (socket.gethostname(), winner)
 
 
 OPERATOR = """
@@ -154,11 +156,16 @@ except Interrupted as exc:
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGHUP, True)],
+    ids=["sigterm", "sighup", "sighup-to-the-process-group"],
+)
 def test_sigterm_or_sighup_mid_operation_releases_the_lock_and_journals_interrupted(
-    psql: Psql, project: Path, signum: int
+    psql: Psql, project: Path, signum: int, group: bool
 ) -> None:
-    """The engine in a child process, its verify stuck on a gateway that never answers, then killed as ssh or systemd do."""
+    """The engine in a child process, its verify stuck on a gateway that never answers, then killed as ssh or
+    systemd do. A dropped ssh session signals the whole process group: psql and compose die with the operator."""
     journal = Journal(psql)
     journal.finish(journal.start(1, "apply"), "ok")
     with socket.socket() as silent:
@@ -171,13 +178,17 @@ def test_sigterm_or_sighup_mid_operation_releases_the_lock_and_journals_interrup
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=group,
         )
         try:
             wait_until(lambda: journal.slice_states()[1].outcome == "running", 60, "the verify to start")
         except ServiceError:
             child.kill()
             pytest.fail(f"the operator never started: {child.communicate()[1]}")
-        child.send_signal(signum)
+        if group:
+            os.killpg(child.pid, signum)
+        else:
+            child.send_signal(signum)
         _, stderr = child.communicate(timeout=120)
     assert child.returncode == 128 + signum, stderr
     assert lock_holder(psql) is None
@@ -187,3 +198,41 @@ def test_sigterm_or_sighup_mid_operation_releases_the_lock_and_journals_interrup
         f"interrupted by {signal.Signals(signum).name} during verify; run `ops slice 1 --verify` again"
     )
     assert not journal.verified(1)
+
+
+HOLDER = """
+import sys
+from ops.journal import Journal, Lock, Psql
+psql = Psql((sys.argv[1], sys.argv[2]))
+with Lock(psql, "apply slice 1", heartbeat_every=3600):
+    Journal(psql).start(1, "apply")
+    print("holding", flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def test_an_operator_killed_with_sigkill_reads_interrupted_and_its_lock_names_it_dead(psql: Psql) -> None:
+    """SIGKILL (or the OOM killer) runs no cleanup: the lock row stays with a fresh heartbeat and a dead pid."""
+    journal = Journal(psql)
+    journal.finish(journal.start(1, "apply"), "ok")
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, *psql.argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "holding", child.communicate()
+    assert journal.slice_states()[1].outcome == "running"  # alive: at work
+    child.kill()
+    child.communicate(timeout=60)
+    holder = lock_holder(psql)
+    assert holder is not None and holder.pid == child.pid  # still there: nothing released it
+    assert journal.slice_states()[1].outcome == "interrupted"
+    assert not journal.verified(1)
+    with pytest.raises(
+        LockError,
+        match=rf"its process \(pid {child.pid} on this host\) no longer exists, so it looks stale. "
+        r"If no operation is running, release it with `ops lock break --yes`",
+    ):
+        Lock(psql, "apply slice 1").acquire()
