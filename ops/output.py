@@ -66,9 +66,14 @@ def slice_result_text(data: dict[str, Any]) -> str:
     if data.get("outcome"):
         lines.append(f"  outcome: {data['outcome']}" + (f" (snapshot {data['snapshot']})" if data.get("snapshot") else ""))
     if data.get("rollback"):
-        lines.append("  rolled back: " + "; ".join(data["rollback"]["steps"]))
+        rollback = data["rollback"]
+        lines.append("  rolled back: " + "; ".join(rollback["steps"]))
+        lines.append(f"  what it replaced is saved in {rollback['saved_to']} (kept {rollback.get('saved_for_days', '?')} days)")
     if data.get("saved_to"):
-        lines.append(f"  current state saved to {data['saved_to']}")
+        kept = f" (kept {data['saved_for_days']} days)" if data.get("saved_for_days") else ""
+        lines.append(f"  current state saved to {data['saved_to']}{kept}")
+    for note in data.get("notes", []):
+        lines.append(f"  note: {note}")
     return "\n".join(lines)
 
 

@@ -10,11 +10,23 @@ replace, so it never drops data it has not saved.
 
 Snapshots are written to ``<name>.partial`` and renamed when complete, so a
 rollback never picks a half-written one; they are private (0700 directories,
-0600 files: the dumps hold the databases) and the newest KEEP_SNAPSHOTS of
-each slice are kept. Every operation holds the operator lock and turns
-SIGTERM, SIGHUP and SIGINT into an exception (ops.interrupts), so a dropped
-ssh session still releases the lock, journals ``interrupted`` and ends the
-slice-5 drill with the real key.
+0600 files: the dumps hold the databases). After every apply, whatever its
+outcome, the newest KEEP_SNAPSHOTS of each slice are kept (and the one its last
+verified state came from); a ``before-rollback`` snapshot (the only copy of
+what a rollback replaced) is kept BEFORE_ROLLBACK_DAYS whatever the count; only
+``.partial`` directories are deleted as incomplete, any other unreadable one is
+kept and named. An apply whose automatic rollback succeeded renames its
+snapshot ``...-apply-rolled-back``, so a later ``--rollback`` goes back past the
+last verified apply, not to the state it already restored.
+
+Every operation holds the operator lock and turns SIGTERM, SIGHUP and SIGINT
+into an exception (ops.interrupts), so a dropped ssh session still releases
+the lock, journals ``interrupted`` and ends the slice-5 drill with the real
+key. A rollback (automatic or by hand) runs shielded: a signal waits until
+it has finished, since a half-restored database is worse than a late stop.
+If one of its steps dies anyway (a dropped session kills the whole process
+group, pg_restore included), the journal says ``rollback-failed`` and the
+slice cannot be applied again until ``--rollback`` succeeds.
 """
 
 from __future__ import annotations
@@ -24,18 +36,21 @@ import dataclasses
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
+from ops.backup.context import PostgresAccess
 from ops.config import Settings
-from ops.errors import OpsError
+from ops.errors import OpsError, ServiceError
 from ops.interrupts import Interrupted, shielded, signals_as_exceptions
 from ops.journal import Entry, Journal, Lock, Psql, satisfies_prerequisite
 from ops.runtime.compose import Compose
@@ -45,12 +60,17 @@ from ops.slices.base import Check, Target
 
 @dataclass(frozen=True)
 class Runtime:
-    """What the engine acts on: compose for the stack, psql into its Postgres, and the verify target."""
+    """What the engine acts on: compose for the stack, psql into its Postgres, and the verify target.
+
+    postgres None: pg_dump and pg_restore run in the stack's postgres container (which apply
+    starts first); set, they run as it says (a Postgres on this machine: tests, local mode).
+    """
 
     settings: Settings
     compose: Compose
     psql: Psql
     target: Target
+    postgres: PostgresAccess | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Runtime:
@@ -117,6 +137,7 @@ class ApplyReport:
     snapshot: str = ""
     rollback: RollbackReport | None = None
     error: str = ""  # what failed, when a step (not a check) made it roll back
+    notes: list[str] = field(default_factory=list)  # snapshots pruned, or kept though unreadable
 
     @property
     def ok(self) -> bool:
@@ -132,6 +153,7 @@ class ApplyReport:
             "snapshot": self.snapshot,
             "rollback": self.rollback.to_dict() if self.rollback else None,
             "error": self.error,
+            "notes": self.notes,
         }
 
 
@@ -143,7 +165,13 @@ class RollbackReport:
     steps: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"slice": self.number, "snapshot": self.snapshot, "saved_to": self.saved_to, "steps": self.steps}
+        return {
+            "slice": self.number,
+            "snapshot": self.snapshot,
+            "saved_to": self.saved_to,
+            "saved_for_days": BEFORE_ROLLBACK_DAYS,
+            "steps": self.steps,
+        }
 
 
 def plan_hash(plan: Plan) -> str:
@@ -184,8 +212,12 @@ def _database_exists(psql: Psql, database: str) -> bool:
 
 
 KEEP_SNAPSHOTS = 5  # per slice; the one the last verified state came from is kept beyond these
+BEFORE_ROLLBACK_DAYS = 30  # what a rollback replaced is kept this long, however many snapshots follow
 PARTIAL = ".partial"
+ROLLED_BACK = "-rolled-back"  # an apply whose automatic rollback restored this snapshot
+RESTORED = "-restored"  # restored by `--rollback`
 SNAPSHOT_NAME = re.compile(r"^(?P<stamp>\d{8}T\d+Z)-slice(?P<slice>\d{2})-(?P<action>.+?)(?P<partial>\.partial)?$")
+STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 def _private_dir(path: Path) -> None:
@@ -204,10 +236,35 @@ def _private_text(target: Path, text: str) -> None:
         out.write(text)
 
 
+def _pg(runtime: Runtime, program: str, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """Run a Postgres client program as the superuser (in the postgres container, or as runtime.postgres says).
+
+    Raise ServiceError if it fails or does not finish within an hour.
+    """
+    if runtime.postgres is None:
+        runtime.compose.stream("exec", "-T", "postgres", program, "-U", "postgres", *args, stdin=stdin, stdout=stdout)
+        return
+    command = runtime.postgres.command(program, *args)
+    try:
+        proc = subprocess.run(
+            command.argv,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **dict(command.env)},
+            timeout=3600,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceError(f"{program} did not finish within 3600 s") from exc
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip()[-600:] or f"exit status {proc.returncode}"
+        raise ServiceError(f"{program} failed: {reason}")
+
+
 def _dump(runtime: Runtime, database: str, target: Path) -> None:
     _private_dir(target.parent)
     with open(target, "wb", opener=lambda path, flags: os.open(path, flags, 0o600)) as out:
-        runtime.compose.stream("exec", "-T", "postgres", "pg_dump", "-U", "postgres", "-Fc", database, stdout=out)
+        _pg(runtime, "pg_dump", "-Fc", database, stdout=out)
 
 
 def take_snapshot(runtime: Runtime, plan: Plan, action: str) -> Path:
@@ -217,7 +274,7 @@ def take_snapshot(runtime: Runtime, plan: Plan, action: str) -> Path:
     failed dump) after removing the partial directory; a killed process leaves only a
     ``.partial`` one, which no rollback picks.
     """
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime(STAMP)
     directory = runtime.settings.snapshots_dir / f"{stamp}-slice{plan.number:02d}-{action}"
     partial = directory.with_name(directory.name + PARTIAL)
     _private_dir(runtime.settings.snapshots_dir)  # the dumps hold the databases: only their owner reads them
@@ -250,34 +307,56 @@ def take_snapshot(runtime: Runtime, plan: Plan, action: str) -> Path:
 class SnapshotInfo:
     name: str
     slice: int
-    action: str  # apply | before-rollback | apply-restored
+    action: str  # apply | before-rollback | apply-restored | apply-rolled-back
     complete: bool
+    problem: str = ""  # why it is not complete: "partial", or what is missing or unreadable
+
+    @property
+    def taken_at(self) -> datetime | None:
+        match = SNAPSHOT_NAME.match(self.name)
+        try:
+            return datetime.strptime(match["stamp"], STAMP).replace(tzinfo=UTC) if match else None
+        except ValueError:
+            return None
+
+
+def snapshot_problem(directory: Path) -> str:
+    """Given a snapshot directory, return "" if it was finished (not .partial, its state.json parses
+    with the shape this ops writes, and every file and database dump it lists is there), else why not."""
+    if directory.name.endswith(PARTIAL):
+        return "partial"
+    try:
+        state = json.loads((directory / "state.json").read_text())
+    except OSError:
+        return "no state.json"
+    except ValueError:
+        return "state.json does not parse"
+    if not isinstance(state, dict) or not all(isinstance(state.get(key), dict) for key in ("files", "databases", "containers")):
+        return "state.json has a shape this ops does not know (a newer ops wrote it?)"
+    missing = [
+        f"files/{name}" for name, present in state["files"].items() if present and not (directory / "files" / name).is_file()
+    ]
+    missing += [
+        f"databases/{database}.dump"
+        for database, present in state["databases"].items()
+        if present and not (directory / "databases" / f"{database}.dump").is_file()
+    ]
+    return f"missing {', '.join(missing)}" if missing else ""
 
 
 def snapshot_complete(directory: Path) -> bool:
-    """Given a snapshot directory, return True if it was finished: not .partial, its state.json
-    parses, and every file and database dump the state lists is there."""
-    if directory.name.endswith(PARTIAL):
-        return False
-    try:
-        state = json.loads((directory / "state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    files, databases = state.get("files"), state.get("databases")
-    if not isinstance(files, dict) or not isinstance(databases, dict) or not isinstance(state.get("containers"), dict):
-        return False
-    return all((directory / "files" / name).is_file() for name, present in files.items() if present) and all(
-        (directory / "databases" / f"{database}.dump").is_file() for database, present in databases.items() if present
-    )
+    """Given a snapshot directory, return True if it was finished (see snapshot_problem)."""
+    return not snapshot_problem(directory)
 
 
 def list_snapshots(settings: Settings, number: int) -> list[SnapshotInfo]:
-    """Return slice number's snapshots, oldest first, each marked complete or not."""
+    """Return slice number's snapshots, oldest first, each marked complete or not (and why not)."""
     found = []
     for path in settings.snapshots_dir.iterdir() if settings.snapshots_dir.is_dir() else ():
         match = SNAPSHOT_NAME.match(path.name)
         if match and path.is_dir() and int(match["slice"]) == number:
-            found.append(SnapshotInfo(path.name, number, match["action"], snapshot_complete(path)))
+            problem = snapshot_problem(path)
+            found.append(SnapshotInfo(path.name, number, match["action"], not problem, problem))
     return sorted(found, key=lambda s: s.name)
 
 
@@ -303,29 +382,82 @@ def latest_snapshot(settings: Settings, number: int) -> Path:
     return settings.snapshots_dir / pick_rollback_snapshot(number, list_snapshots(settings, number))
 
 
-def snapshots_to_prune(snapshots: list[SnapshotInfo], keep: int, needed: frozenset[str] = frozenset()) -> list[str]:
-    """Given one slice's snapshots (oldest first), return the names to delete.
+@dataclass
+class Pruning:
+    """What pruning one slice's snapshots decided: the names to delete, and a line for the operator on each
+    deletion that is not routine and each snapshot kept although it cannot be used."""
 
-    Every incomplete one goes (only an apply holding the lock writes one, and it has finished);
-    of the complete ones the newest keep stay, and so do those in needed.
+    delete: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def snapshots_to_prune(
+    snapshots: list[SnapshotInfo],
+    keep: int,
+    needed: frozenset[str] = frozenset(),
+    now: datetime | None = None,
+    before_rollback_days: int = BEFORE_ROLLBACK_DAYS,
+) -> Pruning:
+    """Given one slice's snapshots (oldest first), return which to delete, and what to tell the operator.
+
+    A ``.partial`` one goes (only an operation holding the lock writes one, and it has ended).
+    A ``before-rollback`` one (what a rollback replaced) goes only when older than
+    before_rollback_days. Of the other complete ones the newest keep stay, and so do those
+    in needed. Any other incomplete one (a state.json this ops cannot read, a missing dump)
+    is kept and named: it may be a newer ops's, or the only copy of something.
     """
-    complete = [s.name for s in snapshots if s.complete]
-    kept = set(complete[-keep:] if keep > 0 else []) | needed
-    return [s.name for s in snapshots if s.name not in kept]
+    now = now or datetime.now(UTC)
+    pruning = Pruning()
+    counted = [s.name for s in snapshots if s.complete and s.action != "before-rollback"]
+    kept = set(counted[-keep:] if keep > 0 else []) | needed
+    for snapshot in snapshots:
+        if snapshot.problem == "partial":
+            pruning.delete.append(snapshot.name)
+        elif not snapshot.complete:
+            pruning.notes.append(f"kept {snapshot.name}, which no rollback can use ({snapshot.problem}): delete it by hand")
+        elif snapshot.action == "before-rollback":
+            taken = snapshot.taken_at
+            if taken is not None and now - taken > timedelta(days=before_rollback_days):
+                pruning.delete.append(snapshot.name)
+                pruning.notes.append(f"deleted {snapshot.name}: what a rollback replaced is kept {before_rollback_days} days")
+        elif snapshot.name not in kept:
+            pruning.delete.append(snapshot.name)
+    return pruning
 
 
-def prune_snapshots(settings: Settings, number: int, keep: int = KEEP_SNAPSHOTS) -> list[str]:
-    """Delete slice number's incomplete and surplus snapshots (never the last verified state's); return their names."""
+def prune_snapshots(settings: Settings, number: int, keep: int = KEEP_SNAPSHOTS, now: datetime | None = None) -> Pruning:
+    """Delete slice number's .partial, surplus and expired snapshots (never the last verified state's); return
+    what was deleted and what to tell the operator (see snapshots_to_prune)."""
     last_good = _last_good(settings, number)
     needed = json.loads((last_good / "state.json").read_text()).get("snapshot") if last_good else None
-    names = snapshots_to_prune(list_snapshots(settings, number), keep, frozenset([needed] if needed else []))
-    for name in names:
+    pruning = snapshots_to_prune(list_snapshots(settings, number), keep, frozenset([needed] if needed else []), now)
+    for name in pruning.delete:
         shutil.rmtree(settings.snapshots_dir / name, ignore_errors=True)
-    return names
+    return pruning
+
+
+def _prune_after_apply(settings: Settings, number: int) -> list[str]:
+    """Prune after an apply, whatever its outcome (under the lock, so no .partial is being written);
+    return the operator's notes. A failure to prune is a note, never the apply's error."""
+    try:
+        with shielded():  # a half-deleted snapshot would read as damaged forever after
+            return prune_snapshots(settings, number).notes
+    except (OSError, ValueError) as exc:
+        return [f"pruning slice {number}'s snapshots failed: {type(exc).__name__}: {exc}"]
 
 
 def prerequisite_problem(number: int, requires: tuple[int, ...], states: dict[int, Entry]) -> str | None:
-    """Given a slice's prerequisites and each slice's latest operation, return why it may not be applied, or None."""
+    """Given a slice's prerequisites and each slice's latest operation, return why it may not be applied, or None.
+
+    A slice whose own latest rollback failed (its state is unknown) may not be applied until
+    `--rollback` succeeds: an apply would snapshot the half-restored state as its baseline.
+    """
+    own = states.get(number)
+    if own is not None and own.outcome == "rollback-failed":
+        return (
+            f"slice {number}'s last rollback did not finish (`{own.action} rollback-failed`), so its state is unknown: "
+            f"run `ops slice {number} --rollback` first; applying is refused until a rollback succeeds"
+        )
     for first in requires:
         if first not in registered() or satisfies_prerequisite(states.get(first)):
             continue
@@ -345,6 +477,40 @@ def _require_prerequisites(journal: Journal, module: ModuleType) -> None:
         raise OpsError(problem)
 
 
+def _owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_ops_dirs(settings: Settings, number: int) -> None:
+    """Check that this user can write and chmod every .ops directory an operation on slice number
+    writes: .ops, its snapshots, .ops/applied and the slice's recorded files.
+
+    Raise OpsError naming the first one it cannot (another user's, after `sudo make slice-N`), with the fix.
+    Run before anything changes, so an apply never fails after a verify that passed.
+    """
+    uid = os.geteuid()
+    ops_dir = settings.project_dir / ".ops"
+    applied = ops_dir / "applied" / f"slice{number:02d}"
+    paths = [ops_dir, settings.snapshots_dir, ops_dir / "applied", applied]
+    with contextlib.suppress(OSError):
+        paths += sorted(p for p in applied.rglob("*") if p.is_dir())
+    for path in paths:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        if (uid != 0 and info.st_uid != uid) or not os.access(path, os.W_OK | os.X_OK):  # chmod needs the owner
+            me, owner = _owner_name(uid), _owner_name(info.st_uid)
+            raise OpsError(
+                f"{path} belongs to {owner} (mode {info.st_mode & 0o777:o}) and ops, running as {me}, must write there: "
+                f"nothing was changed. Run every ops command as the same user: `sudo chown -R {me}: {ops_dir}`, "
+                f"or run this one as {owner}"
+            )
+
+
 @dataclass
 class _Row:
     """One journal row being written: the step under way, and whether it was finished."""
@@ -353,6 +519,10 @@ class _Row:
     id: int
     step: str = "starting"
     done: bool = False
+
+    def mark(self, outcome: str, detail: str) -> None:
+        with shielded():
+            self.journal.mark(self.id, outcome, detail)
 
     def finish(self, outcome: str, detail: str) -> None:
         with shielded():
@@ -390,61 +560,77 @@ def _failure(step: str, exc: Exception) -> str:
 def run_apply(runtime: Runtime, number: int, dry_run: bool = False) -> ApplyReport:
     """Apply slice number: lock, journal, snapshot, compose up, verify; roll back when any of that fails.
 
-    Raise OpsError if a prerequisite is missing or the lock is held (nothing changed then), if the
-    snapshot fails (nothing changed either), or if the automatic rollback fails (journaled
-    rollback-failed). Raise Interrupted on SIGTERM, SIGHUP or SIGINT, after releasing the lock.
+    Raise OpsError if a prerequisite is missing, the slice's last rollback failed, the lock is held
+    or an .ops directory is another user's (nothing changed then), if the snapshot fails (nothing
+    changed either), or if the automatic rollback fails (journaled rollback-failed). Raise Interrupted
+    on SIGTERM, SIGHUP or SIGINT, after releasing the lock (during a rollback: once it has finished).
     """
     module = get_slice(number)
     plan = run_plan(runtime, number)
     if dry_run:
         return ApplyReport(number, "dry-run", changed=plan.compose_actions)
-    runtime.compose.up(["postgres"])  # the journal and the lock live there
+    check_ops_dirs(runtime.settings, number)
+    if runtime.postgres is None:
+        runtime.compose.up(["postgres"])  # the journal and the lock live there
     journal = Journal(runtime.psql)
-    resume = f"run the apply again (it is idempotent) or `ops slice {number} --rollback`"
     with signals_as_exceptions(), Lock(runtime.psql, f"apply slice {number}"):
         _require_prerequisites(journal, module)
-        with _journaled(journal, number, "apply", plan.hash, resume) as row:
-            row.step = "the safety snapshot"
-            try:
-                snapshot = take_snapshot(runtime, plan, "apply")
-            except Exception as exc:
-                detail = f"{_failure('the safety snapshot', exc)}; nothing was changed, so there is nothing to roll back"
-                row.finish("failed", detail)
-                raise OpsError(f"slice {number}: {detail}") from exc
-            changed: list[str] = []
-            checks: list[Check] = []
-            error = ""  # a step that raised (not a failed check)
-            try:
-                row.step = "reading the containers"
-                before = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running}
-                last_good = _last_good(runtime.settings, number)
-                # a bind-mounted file that changed is not a compose change: recreate so the service reads it
-                files_changed = (
-                    last_good is not None
-                    and json.loads((last_good / "state.json").read_text()).get("digest") != plan.files_digest
-                )
-                if plan.services:
-                    row.step = f"docker compose up {' '.join(plan.services)}"
-                    runtime.compose.up(plan.services, force_recreate=files_changed)
-                row.step = "the install step"
-                installed = module.install(runtime.settings) if hasattr(module, "install") else []
-                row.step = "reading the containers"
-                after = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running}
-                changed = [s for s in plan.services if before.get(s) != after.get(s)] + installed
-                row.step = "verify"
-                checks = module.verify(runtime.target)
-                failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
-                failure = f"verify failed ({failed})" if failed else ""
-            except Exception as exc:
-                failure = error = _failure(row.step, exc)
-            if not failure:
-                _keep_last_good(runtime.settings, plan, snapshot.name if changed else None)
+        try:
+            report = _apply(runtime, journal, module, plan)
+        finally:
+            notes = _prune_after_apply(runtime.settings, number)
+        report.notes += notes
+        return report
+
+
+def _apply(runtime: Runtime, journal: Journal, module: ModuleType, plan: Plan) -> ApplyReport:
+    """The journaled part of run_apply, under the lock."""
+    number = plan.number
+    resume = f"run the apply again (it is idempotent) or `ops slice {number} --rollback`"
+    with _journaled(journal, number, "apply", plan.hash, resume) as row:
+        row.step = "the safety snapshot"
+        try:
+            snapshot = take_snapshot(runtime, plan, "apply")
+        except Exception as exc:
+            detail = f"{_failure('the safety snapshot', exc)}; nothing was changed, so there is nothing to roll back"
+            row.finish("failed", detail)
+            raise OpsError(f"slice {number}: {detail}") from exc
+        changed: list[str] = []
+        checks: list[Check] = []
+        error = ""  # a step that raised (not a failed check)
+        try:
+            row.step = "reading the containers"
+            before = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running} if plan.services else {}
+            last_good = _last_good(runtime.settings, number)
+            # a bind-mounted file that changed is not a compose change: recreate so the service reads it
+            files_changed = (
+                last_good is not None and json.loads((last_good / "state.json").read_text()).get("digest") != plan.files_digest
+            )
+            if plan.services:
+                row.step = f"docker compose up {' '.join(plan.services)}"
+                runtime.compose.up(plan.services, force_recreate=files_changed)
+            row.step = "the install step"
+            installed = module.install(runtime.settings) if hasattr(module, "install") else []
+            row.step = "reading the containers"
+            after = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running} if plan.services else {}
+            changed = [s for s in plan.services if before.get(s) != after.get(s)] + installed
+            row.step = "verify"
+            checks = module.verify(runtime.target)
+            failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
+            failure = f"verify failed ({failed})" if failed else ""
+        except Exception as exc:
+            failure = error = _failure(row.step, exc)
+        if not failure:
+            row.step = "recording the verified state"
+            with shielded():  # a signal now waits: the change is live and verified, record it whole
+                _record_applied(runtime.settings, plan, snapshot.name if changed else _applied_snapshot(runtime.settings, number))
                 row.finish("ok", json.dumps({"changed": changed, "snapshot": snapshot.name if changed else ""}))
                 if not changed:
                     shutil.rmtree(snapshot)  # nothing changed: nothing to roll back to
-                prune_snapshots(runtime.settings, number)
-                return ApplyReport(number, "ok" if changed else "unchanged", changed, checks, snapshot.name if changed else "")
-            row.step = f"the automatic rollback (after: {failure})"
+            return ApplyReport(number, "ok" if changed else "unchanged", changed, checks, snapshot.name if changed else "")
+        row.step = f"the automatic rollback (after: {failure})"
+        with shielded():  # a signal waits until the rollback has finished: a half-restored database is worse
+            row.mark("rolling-back", f"{failure}; rolling back to {snapshot.name}")
             try:
                 rollback = _rollback_to(runtime, plan, snapshot, files_from=_last_good(runtime.settings, plan.number))
             except Exception as exc:
@@ -454,7 +640,9 @@ def run_apply(runtime: Runtime, number: int, dry_run: bool = False) -> ApplyRepo
                     f"slice {number}: {detail}. Its state is unknown: fix the cause, then run `ops slice {number} --rollback`"
                 ) from exc
             row.finish("rolled-back", f"{failure}; restored {snapshot.name}")
-            return ApplyReport(number, "rolled-back", changed, checks, snapshot.name, rollback, error)
+            # this state is restored already: a later --rollback must go back past the last verified apply
+            rolled = snapshot.rename(snapshot.with_name(snapshot.name + ROLLED_BACK))
+        return ApplyReport(number, "rolled-back", changed, checks, rolled.name, rollback, error)
 
 
 def run_verify(runtime: Runtime, number: int) -> VerifyReport:
@@ -483,40 +671,56 @@ def run_verify(runtime: Runtime, number: int) -> VerifyReport:
 def run_rollback(runtime: Runtime, number: int) -> RollbackReport:
     """Roll slice number back to the snapshot of its latest apply (saving the current state first).
 
-    Raise OpsError if there is no complete snapshot or the lock is held (nothing changed then), or
-    if the rollback fails (journaled rollback-failed). Raise Interrupted on SIGTERM, SIGHUP or SIGINT.
+    The restored files become the slice's recorded state (.ops/applied), so a later failed apply
+    rolls back to them. Raise OpsError if there is no complete snapshot, the lock is held or an .ops
+    directory is another user's (nothing changed then), or if the rollback fails (journaled
+    rollback-failed). Raise Interrupted on SIGTERM, SIGHUP or SIGINT: once the rollback has finished.
     """
     module = get_slice(number)
     latest_snapshot(runtime.settings, number)  # a clear error before touching anything
+    check_ops_dirs(runtime.settings, number)
     journal = Journal(runtime.psql)
     with signals_as_exceptions(), Lock(runtime.psql, f"rollback slice {number}"):
         snapshot = latest_snapshot(runtime.settings, number)
         with _journaled(journal, number, "rollback", resume=f"run `ops slice {number} --rollback` again") as row:
             row.step = f"the rollback to {snapshot.name}"
             plan = Plan(number, module.TITLE, module.REQUIRES, module.SERVICES, module.FILES, module.DATABASES)
-            try:
-                report = _rollback_to(runtime, plan, snapshot)
-            except Exception as exc:
-                detail = _failure(row.step, exc)
-                row.finish("rollback-failed", detail)
-                raise OpsError(f"slice {number}: {detail}; the snapshot is kept, fix the cause and run it again") from exc
-            row.finish("ok", f"restored {snapshot.name}; current state saved to {report.saved_to}")
-            snapshot.rename(snapshot.with_name(snapshot.name + "-restored"))
+            with shielded():  # a signal waits until the rollback has finished: a half-restored database is worse
+                row.mark("rolling-back", f"rolling back to {snapshot.name}")
+                try:
+                    report = _rollback_to(runtime, plan, snapshot)
+                except Exception as exc:
+                    detail = _failure(row.step, exc)
+                    row.finish("rollback-failed", detail)
+                    raise OpsError(f"slice {number}: {detail}; the snapshot is kept, fix the cause and run it again") from exc
+                row.finish("ok", f"restored {snapshot.name}; current state saved to {report.saved_to}")
+                snapshot.rename(snapshot.with_name(snapshot.name + RESTORED))
+                plan.files_digest = _files_digest(runtime.settings, plan.files)
+                _record_applied(runtime.settings, plan, None)  # the stack runs these files now; no apply to go back past
             return report
 
 
+def _applied_dir(settings: Settings, number: int) -> Path:
+    return settings.project_dir / ".ops" / "applied" / f"slice{number:02d}"
+
+
 def _last_good(settings: Settings, number: int) -> Path | None:
-    """The slice's files as of its latest verified apply, or None if it never passed."""
-    directory = settings.project_dir / ".ops" / "applied" / f"slice{number:02d}"
+    """The slice's files as the stack last ran them (after a verified apply, or a rollback by hand), or None."""
+    directory = _applied_dir(settings, number)
     return directory if (directory / "state.json").exists() else None
 
 
-def _keep_last_good(settings: Settings, plan: Plan, snapshot: str | None) -> None:
-    """Keep the slice's files as its last verified version, with the snapshot taken before the apply that made
-    them (snapshot None: unchanged, the previous one still is)."""
-    directory = settings.project_dir / ".ops" / "applied" / f"slice{plan.number:02d}"
-    if snapshot is None and (directory / "state.json").exists():
-        snapshot = json.loads((directory / "state.json").read_text()).get("snapshot")
+def _applied_snapshot(settings: Settings, number: int) -> str | None:
+    """The snapshot taken before the apply that made the recorded state, or None."""
+    last_good = _last_good(settings, number)
+    snapshot = json.loads((last_good / "state.json").read_text()).get("snapshot") if last_good else None
+    return snapshot if isinstance(snapshot, str) else None
+
+
+def _record_applied(settings: Settings, plan: Plan, snapshot: str | None) -> None:
+    """Record the slice's files as the stack runs them now (after a verified apply, or a rollback by hand),
+    with the snapshot taken before the apply that made them (None: no apply to go back past)."""
+    directory = _applied_dir(settings, plan.number)
     shutil.rmtree(directory, ignore_errors=True)
     _private_dir(directory.parent)
     _private_dir(directory)
@@ -551,9 +755,7 @@ def _rollback_to(runtime: Runtime, plan: Plan, snapshot: Path, files_from: Path 
     for database, existed in state["databases"].items():
         if existed:
             with (snapshot / "databases" / f"{database}.dump").open("rb") as dump:
-                compose.stream(
-                    "exec", "-T", "postgres", "pg_restore", "-U", "postgres", "--clean", "--if-exists", "-d", database, stdin=dump
-                )
+                _pg(runtime, "pg_restore", "--clean", "--if-exists", "-d", database, stdin=dump)
             report.steps.append(f"restored database {database}")
         elif _database_exists(psql, database):
             psql.query("SELECT format('DROP DATABASE %I WITH (FORCE)', :'db') \\gexec", db=database)
@@ -595,13 +797,18 @@ class SliceStatus:
 
 def status_hint(number: int, entry: Entry) -> str:
     """Given a slice's latest operation (outcome effective), return the operator's next step, or ""."""
+    rollback = f"ops slice {number} --rollback"
+    if entry.outcome == "interrupted" and entry.action == "rollback":  # stopped before it changed anything
+        return f"it was killed: run `{rollback}` again"
     if entry.outcome == "interrupted":
         again = {"apply": f"make slice-{number}", "verify": f"ops slice {number} --verify"}.get(entry.action)
-        return f"it was killed: run `{again or f'ops slice {number} --{entry.action}'}` again or `ops slice {number} --rollback`"
+        return f"it was killed: run `{again or f'ops slice {number} --{entry.action}'}` again or `{rollback}`"
     if entry.outcome == "rollback-failed":
-        return f"its state is unknown: fix the cause in the detail, then run `ops slice {number} --rollback`"
+        return f"its state is unknown: fix the cause in the detail, then run `{rollback}` (applying is refused until then)"
     if entry.outcome == "running":
         return f"running now (pid {entry.pid} on {entry.host})"
+    if entry.outcome == "rolling-back":
+        return f"rolling back now (pid {entry.pid} on {entry.host})"
     return ""
 
 

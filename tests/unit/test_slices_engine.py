@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ops.config import Settings, load_settings
 from ops.errors import OpsError
 from ops.interrupts import Interrupted, shielded, signals_as_exceptions
 from ops.journal import Psql
+from ops.output import slice_result_text
 from ops.runtime.compose import Compose
 from ops.secrets import init_secrets
 from ops.slices import engine
@@ -99,12 +101,47 @@ def test_pick_rollback_snapshot_ignores_other_kinds() -> None:
 
 def test_prune_keeps_the_newest_complete_ones_and_the_one_the_verified_state_needs() -> None:
     names = [f"2026112{i}T000000000000Z-slice01-apply" for i in range(8)]
-    snapshots = [info(n) for n in names[:7]] + [info(names[7] + ".partial", complete=False)]
-    snapshots.insert(3, info("20261123T500000000000Z-slice01-apply", complete=False))  # a dump failed
-    pruned = snapshots_to_prune(snapshots, keep=3, needed=frozenset([names[1]]))
-    assert pruned == [names[0], names[2], "20261123T500000000000Z-slice01-apply", names[3], names[7] + ".partial"]
-    assert snapshots_to_prune(snapshots, keep=0) == [s.name for s in snapshots]
-    assert snapshots_to_prune(snapshots, keep=20) == [s.name for s in snapshots if not s.complete]
+    snapshots = [info(n) for n in names[:7]] + [SnapshotInfo(names[7] + ".partial", 1, "apply", False, "partial")]
+    damaged = SnapshotInfo("20261123T500000000000Z-slice01-apply", 1, "apply", False, "missing databases/litellm.dump")
+    snapshots.insert(3, damaged)
+    pruning = snapshots_to_prune(snapshots, keep=3, needed=frozenset([names[1]]))
+    assert pruning.delete == [names[0], names[2], names[3], names[7] + ".partial"]
+    assert pruning.notes == [
+        "kept 20261123T500000000000Z-slice01-apply, which no rollback can use (missing databases/litellm.dump): delete it by hand"
+    ]
+    assert snapshots_to_prune(snapshots, keep=0).delete == [s.name for s in snapshots if s is not damaged]
+    assert snapshots_to_prune(snapshots, keep=20).delete == [names[7] + ".partial"]
+
+
+NOW = datetime(2026, 12, 31, tzinfo=UTC)
+
+
+def test_what_a_rollback_replaced_is_kept_30_days_however_many_applies_follow() -> None:
+    """The before-rollback snapshot is the only copy of what --rollback threw away (an operator's edit, a database)."""
+    saved = [info("20261210T000000000000Z-slice01-before-rollback", action="before-rollback")]
+    old = [info("20261125T000000000000Z-slice01-before-rollback", action="before-rollback")]
+    applies = [info(f"202612{day}T000000000000Z-slice01-apply") for day in range(10, 16)]
+    pruning = snapshots_to_prune(old + saved + applies, keep=5, now=NOW)
+    assert pruning.delete == [old[0].name, applies[0].name]  # the 36-day-old one and the surplus apply
+    assert pruning.notes == [f"deleted {old[0].name}: what a rollback replaced is kept 30 days"]
+
+
+def test_a_snapshot_ops_cannot_read_is_kept_with_a_warning_and_only_partial_ones_are_deleted(settings: Settings) -> None:
+    make_snapshot(settings, "20261110T100000000000Z-slice01-apply")
+    newer = make_snapshot(settings, "20261111T100000000000Z-slice01-apply")
+    (newer / "state.json").write_text(json.dumps({"version": 2, "parts": ["files", "databases"]}))  # a newer ops's shape
+    broken = make_snapshot(settings, "20261112T100000000000Z-slice01-apply")
+    (broken / "state.json").write_text("{not json")
+    make_snapshot(settings, "20261113T100000000000Z-slice01-apply.partial")
+    pruning = prune_snapshots(settings, 1, keep=1, now=NOW)
+    assert pruning.delete == ["20261113T100000000000Z-slice01-apply.partial"]
+    assert pruning.notes == [
+        "kept 20261111T100000000000Z-slice01-apply, which no rollback can use (state.json has a shape this ops "
+        "does not know (a newer ops wrote it?)): delete it by hand",
+        "kept 20261112T100000000000Z-slice01-apply, which no rollback can use (state.json does not parse): delete it by hand",
+    ]
+    assert [s.name for s in list_snapshots(settings, 1)] == [f"2026111{d}T100000000000Z-slice01-apply" for d in range(3)]
+    assert latest_snapshot(settings, 1).name == "20261110T100000000000Z-slice01-apply"
 
 
 def test_prune_on_disk_keeps_what_the_last_verified_apply_came_from(settings: Settings) -> None:
@@ -115,7 +152,7 @@ def test_prune_on_disk_keeps_what_the_last_verified_apply_came_from(settings: Se
     applied = settings.project_dir / ".ops" / "applied" / "slice01"
     applied.mkdir(parents=True)
     (applied / "state.json").write_text(json.dumps({"files": {}, "snapshot": "20261111T100000000000Z-slice01-apply"}))
-    removed = prune_snapshots(settings, 1, keep=5)
+    removed = prune_snapshots(settings, 1, keep=5, now=NOW).delete
     assert removed == [
         "20261110T100000000000Z-slice01-apply",
         "20261112T100000000000Z-slice01-apply",
@@ -196,3 +233,13 @@ def test_sighup_ignored_by_nohup_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_the_output_says_how_long_what_a_rollback_replaced_is_kept_and_what_pruning_did() -> None:
+    rollback = engine.RollbackReport(1, "a-slice01-apply", "b-slice01-before-rollback", ["restored database litellm"])
+    assert "  current state saved to b-slice01-before-rollback (kept 30 days)" in slice_result_text(rollback.to_dict())
+    note = "deleted c-slice01-before-rollback: what a rollback replaced is kept 30 days"
+    report = engine.ApplyReport(1, "rolled-back", ["litellm"], [], "a-slice01-apply-rolled-back", rollback, notes=[note])
+    lines = slice_result_text(report.to_dict()).splitlines()
+    assert "  what it replaced is saved in b-slice01-before-rollback (kept 30 days)" in lines
+    assert f"  note: {note}" in lines
