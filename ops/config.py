@@ -94,7 +94,6 @@ class Settings:
         return self._int("OS_RESERVE_MB") + self._int("DOCKER_RESERVE_MB")
 
     @property
-    @property
     def swap_allowance_mb(self) -> int:
         """Swap counted into the budget (SWAP_ALLOWANCE_MB, 0 when unset): only after measuring the stack on the VM."""
         if not self.effective_env.get("SWAP_ALLOWANCE_MB", "").strip():
@@ -104,6 +103,7 @@ class Settings:
             raise ConfigError(f"SWAP_ALLOWANCE_MB must be 0 or more, got {allowance}")
         return allowance
 
+    @property
     def memory_budget_mb(self) -> int:
         return self.vm_memory_mb - self.reserved_mb + self.swap_allowance_mb
 
