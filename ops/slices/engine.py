@@ -54,6 +54,7 @@ from ops.errors import OpsError, ServiceError
 from ops.interrupts import Interrupted, shielded, signals_as_exceptions
 from ops.journal import Entry, Journal, Lock, Psql, satisfies_prerequisite
 from ops.runtime.compose import Compose
+from ops.runtime.postgres_volume import require_startable_volume
 from ops.slices import VerifyReport, get_slice, registered
 from ops.slices.base import Check, Target
 
@@ -571,6 +572,7 @@ def run_apply(runtime: Runtime, number: int, dry_run: bool = False) -> ApplyRepo
         return ApplyReport(number, "dry-run", changed=plan.compose_actions)
     check_ops_dirs(runtime.settings, number)
     if runtime.postgres is None:
+        require_startable_volume(runtime.compose)  # an older major's volume: refuse before compose recreates postgres
         runtime.compose.up(["postgres"])  # the journal and the lock live there
     journal = Journal(runtime.psql)
     with signals_as_exceptions(), Lock(runtime.psql, f"apply slice {number}"):
