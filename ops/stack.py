@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ops.errors import ConfigError
+from ops.files import parse_yaml, read_text
 
 _VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|(?<!\$)\$([A-Za-z_][A-Za-z0-9_]*)")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?\s*$", re.IGNORECASE)
@@ -109,14 +108,8 @@ class Stack:
 
 def load_stack(path: Path) -> Stack:
     """Given the compose file's path, return the Stack. Raise ConfigError if unreadable or not YAML mapping."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path.name} is not valid YAML: {exc}") from exc
+    text = read_text(path)
+    data = parse_yaml(text, path.name)
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise ConfigError(f"{path.name} must be a mapping with a 'services' mapping")
     return Stack(path, text, data)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ops.errors import ConfigError
+from ops.files import read_json, read_yaml
 
 PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 # The map LiteLLM ships in its package and reads with LITELLM_LOCAL_MODEL_COST_MAP=True.
@@ -34,12 +32,7 @@ class Deployment:
 
 def load_config(config: Path) -> dict[str, Any]:
     """Given litellm-config.yaml, return it parsed. Raise ConfigError if unreadable, not YAML or without a model_list."""
-    try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {config.name}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config.name} is not valid YAML: {exc}") from exc
+    data = read_yaml(config, config.name)
     if not isinstance(data, dict) or not isinstance(data.get("model_list"), list) or not data["model_list"]:
         raise ConfigError(f"{config.name} must have a non-empty model_list")
     return data
@@ -95,12 +88,7 @@ def bundled_price_map() -> Path:
 
 def load_price_map(path: Path) -> dict[str, dict[str, Any]]:
     """Given a LiteLLM price map file, return its entries by key. Raise ConfigError if unreadable or not a JSON object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read LiteLLM's price map {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"LiteLLM's price map {path} is not valid JSON: {exc}") from exc
+    data = read_json(path, f"LiteLLM's price map {path}")
     if not isinstance(data, dict):
         raise ConfigError(f"LiteLLM's price map {path} is not a JSON object")
     return {str(k): v for k, v in data.items() if isinstance(v, dict)}

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ops.config import Settings
 from ops.errors import ConfigError
+from ops.files import read_yaml
 from ops.gateway.litellm_config import model_groups
 
 RULES_FILE = "routing-rules.yaml"
@@ -136,13 +135,7 @@ def parse_rules(data: Any, source: str = RULES_FILE, known_models: set[str] | No
 
 def load_rules(path: Path, known_models: set[str] | None = None) -> RoutingRules:
     """Read and parse the rules file at path. Raise ConfigError if unreadable, not YAML or invalid."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path.name} is not valid YAML: {exc}") from exc
-    return parse_rules(data, path.name, known_models)
+    return parse_rules(read_yaml(path), path.name, known_models)
 
 
 def route_task(settings: Settings, text: str) -> Route:
