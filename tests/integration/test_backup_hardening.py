@@ -28,7 +28,7 @@ from ops.local.processes import GcsEmulatorServer, PostgresServer
 from tests.fakes.qdrant import QdrantState
 from tests.fakes.server import ThreadedServer
 from tests.integration.test_backup import cluster, ctx, git_repo, make_context, pg_dump_wrapper, qdrant  # noqa: F401
-from tests.unit.test_backup_pipeline import running
+from tests.integration.test_backup_pipeline import running
 
 pytestmark = pytest.mark.integration
 OPS = (sys.executable, "-m", "ops.cli")

@@ -14,9 +14,10 @@ import pytest
 
 from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer, wait_until
 from tests.conftest import REPO
+from tests.integration.test_doctor_tools import litellm_environment
 from tests.integration.test_gateway import gateway_env, redis_module  # noqa: F401 - fixture
 from tests.unit.test_doctor import with_env
-from tests.unit.test_doctor_hardening import FILLED, litellm_environment
+from tests.unit.test_doctor_hardening import FILLED
 
 pytestmark = pytest.mark.integration
 LANGFUSE = ("LANGFUSE_HOST", "LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY")

@@ -9,8 +9,6 @@ LiteLLM 1.100.5 ships.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -32,6 +30,7 @@ from ops.gateway.litellm_config import (
     lookup_model,
 )
 from tests.conftest import REPO
+from tests.unit.cli import run_ops
 
 TODAY = date(2026, 11, 24)
 PRICES = {"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002}
@@ -183,18 +182,14 @@ def test_doctor_names_a_missing_price_with_the_maps_price(project: Path) -> None
     ]
 
 
-def test_a_litellm_without_its_price_map_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+def test_a_litellm_without_its_price_map_is_a_clear_error(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken litellm install (no bundled map) is named by the rule, and prices are still checked."""
     fake = tmp_path / "site" / "litellm"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "doctor", "--project-dir", str(project), "--json", "--rule", NAME],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(REPO)])},
-    )
+    monkeypatch.delitem(sys.modules, "litellm", raising=False)  # found on sys.path, as a fresh process would
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    proc = run_ops("doctor", "--project-dir", str(project), "--json", "--rule", NAME)
     assert proc.returncode == 1, proc.stderr
     findings = json.loads(proc.stdout)["findings"]
     assert findings == [

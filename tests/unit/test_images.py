@@ -6,8 +6,6 @@ tests/stack/test_images_registry.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from ops.errors import ConfigError
 from ops.images.reference import DOCKER_HUB_API, parse_reference
 from ops.images.registry import parse_registry_map, registry_base
 from ops.local.processes import free_port
+from tests.unit.cli import Ran, run_ops
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -70,15 +69,10 @@ def test_registries_default_to_https_and_the_map_overrides_them() -> None:
             parse_registry_map([bad])
 
 
-def _ops(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _ops(project: Path, *args: str) -> Ran:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     maps = [a for name in ("docker.io", "ghcr.io") for a in ("--registry-map", f"{name}={closed}")]
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", "images", *args, "--project-dir", str(project), *maps],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_ops("images", *args, "--project-dir", str(project), *maps)
 
 
 def test_check_without_a_reachable_registry_names_each_image_and_says_why(project: Path) -> None:

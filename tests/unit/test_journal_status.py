@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -13,6 +11,8 @@ from ops.journal import HEARTBEAT_SECONDS, Entry, LockHolder, effective_outcome,
 from ops.output import status_text
 from ops.slices.engine import SliceStatus, prerequisite_problem, status_hint
 
+# above Linux's largest possible pid (PID_MAX_LIMIT, 2**22) and macOS's (99998): no process has it
+DEAD_PID = 2**22 + 1
 ROW = Entry(7, "2026-11-24 10:00:00+00", "alice", 1, "apply", "abc", "ok", "", 1200, "gcp-vm", 4242)  # not this host
 
 
@@ -36,8 +36,7 @@ def test_a_running_row_is_running_only_while_its_process_holds_the_lock(holder: 
 
 def test_a_running_row_whose_lock_holder_died_on_this_host_reads_interrupted() -> None:
     """SIGKILL or a crash leaves the lock row behind, with a fresh heartbeat: the pid tells."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    pid, here = int(dead.stdout), socket.gethostname()
+    pid, here = DEAD_PID, socket.gethostname()
     holder = LockHolder(here, pid, idle_seconds=5)
     assert effective_outcome(row(outcome="running", host=here, pid=pid), holder) == "interrupted"
     assert "no longer exists" in holder.gone()

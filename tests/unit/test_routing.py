@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from ops.config import load_settings
 from ops.errors import ConfigError
 from ops.gateway.routing import load_rules, parse_rules, route_task
 from tests.conftest import REPO
+from tests.unit.cli import run_ops
 
 # (task, model group, rule): the plan's slice-4 table and the notes' examples
 CASES = [
@@ -49,17 +48,13 @@ def test_exactly_50000_characters_is_not_long_context() -> None:
 
 
 def test_cli_json_prints_model_and_reason() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "route", "--project-dir", str(REPO), "--json", "Explain AI"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    proc = run_ops("route", "--project-dir", str(REPO), "--json", "Explain AI")
+    assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"model": "gpt-4", "reason": "Complex reasoning", "rule": "reasoning"}
 
 
 def test_cli_needs_exactly_one_input() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ops.cli", "route", "--project-dir", str(REPO)], capture_output=True, text=True)
+    proc = run_ops("route", "--project-dir", str(REPO))
     assert proc.returncode == 2 and "give the task as TEXT or with --file" in proc.stderr
 
 
@@ -94,3 +89,59 @@ def test_broken_rules_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("rules: [\n")
     with pytest.raises(ConfigError, match=re.escape("routing-rules.yaml is not valid YAML")):
         load_rules(path)
+
+
+# --- the router on rules of its own: precedence, both conditions, the names and reasons it fills in ---
+
+OWN_RULES = parse_rules(
+    {
+        "rules": [
+            {"name": "big-code", "model": "smart", "pattern": r"\bcode\b", "min_chars": 10, "reason": "Long code"},
+            {"model": "cheap", "pattern": "CODE"},  # no name, no reason: rule-2 both
+            {"name": "long", "model": "claude-3", "min_chars": 20},
+        ],
+        "default": {"model": "gemini-2"},  # no reason: "default"
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "route"),
+    [
+        ("some code here", ("smart", "Long code", "big-code")),  # pattern and over 10 characters: both hold
+        ("code", ("cheap", "rule-2", "rule-2")),  # too short for big-code: the next rule that matches
+        ("Code!", ("cheap", "rule-2", "rule-2")),  # patterns ignore case
+        ("x" * 21, ("claude-3", "long", "long")),
+        ("x" * 20, ("gemini-2", "default", "default")),  # min_chars is "over", not "at least"
+        ("a longer text with code in it", ("smart", "Long code", "big-code")),  # the first rule in file order wins
+        ("", ("gemini-2", "default", "default")),
+    ],
+)
+def test_the_first_rule_whose_conditions_all_hold_wins(task: str, route: tuple[str, str, str]) -> None:
+    chosen = OWN_RULES.route(task)
+    assert (chosen.model, chosen.reason, chosen.rule) == route
+
+
+def test_without_known_models_any_model_name_is_taken() -> None:
+    rules = parse_rules({"rules": [{"name": "r", "pattern": "x", "model": "not-checked"}], "default": {"model": "also"}})
+    assert rules.route("x").model == "not-checked" and rules.route("y").model == "also"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"rules": ["reasoning"], "default": {"model": "gemini-2"}}, "routing-rules.yaml: rule 1: expected a mapping"),
+        ({"rules": []}, "routing-rules.yaml: 'default' needs a model"),
+        ({"rules": [], "default": {"reason": "x"}}, "routing-rules.yaml: 'default' needs a model"),
+        (
+            {"rules": [{"name": "r", "min_chars": -1, "model": "gpt-4"}], "default": {"model": "gemini-2"}},
+            "routing-rules.yaml: rule 'r': min_chars must be a whole number, got -1",
+        ),
+        ({"rules": [{"pattern": "x"}], "default": {"model": "gemini-2"}}, "routing-rules.yaml: rule 'rule-1': has no model"),
+        ([], "routing-rules.yaml: expected a mapping with a 'rules' list"),
+    ],
+)
+def test_more_bad_rules_are_named_exactly(rules: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_rules(rules, "routing-rules.yaml", {"gpt-4", "gemini-2"})
+    assert str(caught.value) == message

@@ -6,7 +6,8 @@ import pytest
 from ops.config import load_settings
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
-from ops.secrets import DERIVED, GENERATED, init_secrets, is_placeholder, secret_problems
+from ops.secrets import DERIVED, GENERATED, generate_secrets, init_secrets, is_placeholder, secret_problems
+from tests.unit.conftest import REAL_GENSALT
 
 
 def test_init_writes_every_secret_strong_and_private(project: Path) -> None:
@@ -75,3 +76,11 @@ def test_settings_refuse_placeholder_secrets(project: Path) -> None:
 def test_settings_without_vps_env_say_how_to_create_it(project: Path) -> None:
     with pytest.raises(ConfigError, match="ops secrets init"):
         load_settings(project).require_safe_secrets()
+
+
+def test_the_basic_auth_hash_is_bcrypt_at_cost_12(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier hashes at cost 4 (tests/unit/conftest.py); what `ops secrets init` writes costs 12."""
+    monkeypatch.setattr(bcrypt, "gensalt", REAL_GENSALT)
+    values = generate_secrets()
+    assert values["BASIC_AUTH_HASH"].startswith("$2b$12$")
+    assert bcrypt.checkpw(values["BASIC_AUTH_PASSWORD"].encode(), values["BASIC_AUTH_HASH"].encode())

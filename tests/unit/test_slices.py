@@ -1,3 +1,8 @@
+"""ops.slices: the twelve slices of the plan, their order and prerequisites, and what each verifies."""
+
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
 import pytest
@@ -5,10 +10,16 @@ from aiohttp import web
 
 from ops.config import load_settings
 from ops.errors import ConfigError, OpsError
+from ops.journal import Entry
 from ops.secrets import init_secrets
-from ops.slices import get_slice
+from ops.slices import get_slice, registered
 from ops.slices.base import Target
+from ops.slices.engine import prerequisite_problem
+from ops.stack import load_stack
+from tests.conftest import REPO
 from tests.fakes.server import ThreadedServer
+from tests.unit.cli import run_ops
+from tests.unit.test_journal_status import row
 
 
 @pytest.mark.parametrize(
@@ -49,13 +60,8 @@ def test_slice_2_without_a_langfuse_names_the_settings() -> None:
 
 
 def test_twelve_slices_listed_with_their_prerequisites() -> None:
-    import json
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "slice", "--list", "--json"], capture_output=True, text=True, check=True
-    )
+    proc = run_ops("slice", "--list", "--json")
+    assert proc.returncode == 0, proc.stderr
     slices = json.loads(proc.stdout)["slices"]
     assert [s["slice"] for s in slices] == list(range(1, 13))
     assert {s["slice"]: s["requires"] for s in slices}[2] == [1]
@@ -65,3 +71,51 @@ def test_twelve_slices_listed_with_their_prerequisites() -> None:
 def test_slices_without_criteria_yet_never_pass(number: int) -> None:
     checks = get_slice(number).verify(Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk"))
     assert [c.ok for c in checks] == [False] and "not checkable yet" in checks[0].detail
+
+
+# --- slice ordering and prerequisites: the plan's table, and the engine's refusals along it ---
+
+PLAN_REQUIRES = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (4,), 6: (5,), 7: (), 8: (7,), 9: (8,), 10: (), 11: (), 12: (5,)}
+
+
+def test_each_slice_needs_the_plans_earlier_slices() -> None:
+    slices = registered()
+    assert {number: module.NUMBER for number, module in slices.items()} == {n: n for n in range(1, 13)}
+    assert {number: tuple(module.REQUIRES) for number, module in slices.items()} == PLAN_REQUIRES
+    # only earlier slices: applying in plan order never waits for a later one
+    assert [(n, first) for n, requires in PLAN_REQUIRES.items() for first in requires if not 1 <= first < n] == []
+
+
+def test_every_service_a_slice_brings_up_is_in_the_compose_file() -> None:
+    services = {s.name for s in load_stack(REPO / "docker-compose.vps.yml").services}
+    assert {(n, s) for n, m in registered().items() for s in m.SERVICES if s not in services} == set()
+
+
+def test_applying_in_plan_order_is_never_refused() -> None:
+    states: dict[int, Entry] = {}
+    for number in sorted(PLAN_REQUIRES):
+        assert prerequisite_problem(number, PLAN_REQUIRES[number], states) is None, number
+        states[number] = row("apply", "ok", slice=number)
+
+
+@pytest.mark.parametrize(
+    ("number", "done", "missing"),
+    [
+        (2, (), 1),
+        (3, (1,), 2),  # a prerequisite's prerequisite is not enough
+        (6, (1, 2, 3, 4), 5),
+        (8, (1, 2, 3, 4, 5, 6), 7),  # the events slices hang off slice 7, not off the gateway's
+        (9, (7,), 8),
+        (12, (1, 2, 3, 4), 5),
+    ],
+)
+def test_a_slice_is_refused_naming_the_prerequisite_not_yet_verified(number: int, done: tuple[int, ...], missing: int) -> None:
+    states = {n: row("apply", "ok", slice=n) for n in done}
+    assert prerequisite_problem(number, PLAN_REQUIRES[number], states) == (
+        f"slice {number} needs slice {missing} applied and verified first (make slice-{missing})"
+    )
+
+
+@pytest.mark.parametrize("number", [1, 7, 10, 11])
+def test_slices_without_prerequisites_start_on_a_fresh_journal(number: int) -> None:
+    assert prerequisite_problem(number, PLAN_REQUIRES[number], {}) is None

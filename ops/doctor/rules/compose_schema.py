@@ -1,9 +1,14 @@
-"""The compose file parses, has the expected structure, and passes `docker compose config`."""
+"""The compose file parses, has the expected structure, and passes `docker compose config`.
+
+The structure is checked by a pure function (``structure_findings``); running
+docker compose is tested in tests/integration/test_doctor_tools.py.
+"""
 
 from __future__ import annotations
 
 from ops.doctor import DoctorContext, Finding
 from ops.doctor.rules._run import run_with_env
+from ops.stack import Stack
 
 NAME = "compose-schema"
 DESCRIPTION = "docker-compose.vps.yml is valid Compose (structure, and the real `docker compose config`)"
@@ -16,7 +21,25 @@ def check(ctx: DoctorContext) -> list[Finding]:
     loaded = ctx.stack_or_error
     if ctx.stack is None:
         return [Finding(NAME, "error", str(loaded))]
-    stack = ctx.stack
+    findings = structure_findings(ctx.stack)
+    if not ctx.programs:
+        return findings
+    if ctx.compose is None:
+        findings.append(Finding(NAME, "warning", "docker compose not found: the full Compose schema was not checked"))
+        return findings
+    code, output = run_with_env(
+        [*ctx.compose, "--env-file", "$ENV_FILE", "-f", str(ctx.settings.compose_file), "config", "--quiet"],
+        ctx.check_env,
+        ctx.settings.project_dir,
+    )
+    if code != 0:
+        findings.append(Finding(NAME, "error", f"docker compose config rejects the file: {rejection_reason(code, output)}"))
+    return findings
+
+
+def structure_findings(stack: Stack) -> list[Finding]:
+    """Given the parsed compose file, return its structural errors: unknown top-level keys, missing services,
+    services with neither image nor build, and dependencies on unknown services."""
     findings = []
     for key in stack.data:
         if key not in TOP_LEVEL and not str(key).startswith("x-"):
@@ -30,16 +53,9 @@ def check(ctx: DoctorContext) -> list[Finding]:
         for dep in service.spec.get("depends_on") or []:
             if dep not in names:
                 findings.append(Finding(NAME, "error", f"service {service.name!r} depends on unknown service {dep!r}"))
-    if ctx.compose is None:
-        findings.append(Finding(NAME, "warning", "docker compose not found: the full Compose schema was not checked"))
-        return findings
-    code, output = run_with_env(
-        [*ctx.compose, "--env-file", "$ENV_FILE", "-f", str(ctx.settings.compose_file), "config", "--quiet"],
-        ctx.check_env,
-        ctx.settings.project_dir,
-    )
-    if code != 0:
-        findings.append(
-            Finding(NAME, "error", f"docker compose config rejects the file: {output.splitlines()[-1] if output else code}")
-        )
     return findings
+
+
+def rejection_reason(code: int, output: str) -> str:
+    """Given a refusing `docker compose config`'s exit code and output, return its last line, else the code."""
+    return output.splitlines()[-1] if output else str(code)

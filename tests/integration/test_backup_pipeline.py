@@ -12,6 +12,7 @@ import pytest
 
 from ops.backup.pipeline import Command, DeadlineExceeded, PipelineError, stream
 
+pytestmark = pytest.mark.integration
 DATA = bytes(range(256)) * 40_000  # ~10 MB
 
 

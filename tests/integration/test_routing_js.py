@@ -6,12 +6,15 @@ import json
 import random
 import subprocess
 
+import pytest
+
 from ops import tools
 from ops.config import load_settings
 from ops.gateway.routing import load_rules, rules_to_js
 from tests.conftest import REPO, require
 from tests.unit.test_routing import CASES
 
+pytestmark = pytest.mark.integration
 HARNESS = """
 let input = "";
 process.stdin.on("data", (chunk) => (input += chunk));

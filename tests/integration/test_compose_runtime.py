@@ -14,6 +14,7 @@ from ops.errors import ServiceError
 from ops.runtime.compose import Compose
 from tests.conftest import require
 
+pytestmark = pytest.mark.integration
 # what `docker-compose version --short` of Debian 12's package prints; the real one is used when installed
 V1_VERSION = "1.29.2"
 
