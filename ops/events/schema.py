@@ -27,7 +27,7 @@ class InvalidEvent(OpsError):
     """An event failed validation; ``field`` names where."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"invalid event: {field}: {reason}")
+        super().__init__(f"invalid event: {field}: {reason}" if field else f"invalid event: the event {reason}")
         self.field = field
         self.reason = reason
 

@@ -120,7 +120,7 @@ def parse_rules(data: Any, source: str = RULES_FILE, known_models: set[str] | No
             except re.error as exc:
                 raise ConfigError(f"{where}: pattern {entry['pattern']!r} is invalid: {exc}") from exc
         min_chars = entry.get("min_chars")
-        if min_chars is not None and (not isinstance(min_chars, int) or min_chars < 0):
+        if min_chars is not None and (isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0):
             raise ConfigError(f"{where}: min_chars must be a whole number, got {min_chars!r}")
         if pattern is None and min_chars is None:
             raise ConfigError(f"{where}: needs a pattern or min_chars")

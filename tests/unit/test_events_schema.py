@@ -156,6 +156,7 @@ def test_an_event_that_is_not_an_object_is_refused(raw: Any) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(raw)
     assert caught.value.reason.startswith("must be an object, got ")
+    assert str(caught.value).startswith("invalid event: the event must be an object, got ")  # no empty field name
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,10 @@ def test_without_known_models_any_model_name_is_taken() -> None:
             {"rules": [{"name": "r", "min_chars": -1, "model": "gpt-4"}], "default": {"model": "gemini-2"}},
             "routing-rules.yaml: rule 'r': min_chars must be a whole number, got -1",
         ),
+        (
+            {"rules": [{"name": "r", "min_chars": True, "model": "gpt-4"}], "default": {"model": "gemini-2"}},
+            "routing-rules.yaml: rule 'r': min_chars must be a whole number, got True",
+        ),
         ({"rules": [{"pattern": "x"}], "default": {"model": "gemini-2"}}, "routing-rules.yaml: rule 'rule-1': has no model"),
         ([], "routing-rules.yaml: expected a mapping with a 'rules' list"),
     ],
