@@ -160,9 +160,10 @@ def stream(
             raise DeadlineExceeded(f"still running at the deadline: killed {', '.join(c.name for c in commands)}")
         if feeder_error:  # checked first: the stage it killed is not the cause
             raise PipelineError(f"reading the input failed: {feeder_error[0]}") from feeder_error[0]
-        for command, proc, err in zip(commands, procs, errs, strict=True):
-            if proc.returncode != 0:
-                raise PipelineError(f"{command.name} {_describe(proc.returncode)}: {_stderr_tail(err)[-600:]}")
+        failed = [(c, p, e) for c, p, e in zip(commands, procs, errs, strict=True) if p.returncode != 0]
+        # a stage killed by SIGPIPE only lost its reader: a later stage that failed (pg_restore) is the cause
+        for command, proc, err in sorted(failed, key=lambda f: f[1].returncode == -signal.SIGPIPE)[:1]:
+            raise PipelineError(f"{command.name} {_describe(proc.returncode)}: {_stderr_tail(err)[-600:]}")
         return StreamResult(size, digest.hexdigest(), time.monotonic() - started, [c.name for c in commands])
 
 
