@@ -1,30 +1,202 @@
-"""Error branches on the real parts (issue #14, item 3): a live restore cut halfway and delete events.
+"""Error branches on the real parts (issue #14, item 3): GCS cut mid-upload and at the manifest, a live
+restore cut halfway, and delete events.
 
-Real PostgreSQL 18 with the real pg_restore fed a truncated stream, the GCS emulator with the real client,
-real Redis and real git with a bare remote.
+Real PostgreSQL 18 with the real pg_restore fed a truncated stream, the GCS emulator with the real client
+(behind a loopback TCP proxy that cuts the connection: the network, not a fake of GCS), real Redis and
+real git with a bare remote.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
+from google.cloud.storage import retry as storage_retry
 
 from ops import tools
 from ops.backup import catalog
+from ops.backup import gcs as gcs_module
+from ops.backup.manifest import BackupNotFound
 from ops.backup.restore import run_restore
-from ops.backup.run import run_backup
+from ops.backup.retention import plan_prune, run_time
+from ops.backup.run import BackupFailed, run_backup
 from ops.backup.sources import postgres as pg_source
 from ops.errors import OpsError
 from ops.events.publisher import Publisher
-from ops.local.processes import GcsEmulatorServer, PostgresServer
+from ops.local.processes import LOOPBACK, GcsEmulatorServer, PostgresServer
 from tests.fakes.qdrant import QdrantState
 from tests.fakes.server import ThreadedServer
-from tests.integration.test_backup import cluster, make_context, qdrant  # noqa: F401
+from tests.integration.test_backup import cluster, git_repo, make_context, qdrant  # noqa: F401
 from tests.integration.test_events import client, drain, event, git, observer_for, remote, subjects, work  # noqa: F401
 
 pytestmark = pytest.mark.integration
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback to `port` that cuts the network once the client has sent `trigger` and then
+    `after` more bytes: every open connection is closed (a reset); with `stay_down` every later connection
+    too, until `restore()`."""
+
+    def __init__(self, port: int, trigger: bytes, after: int, stay_down: bool) -> None:
+        self.port, self.trigger, self.after, self.stay_down = port, trigger, after, stay_down
+        self.cut = threading.Event()
+        self._seen: int | None = None
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.url = f"http://{LOOPBACK}:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def restore(self) -> None:
+        self.stay_down = False
+
+    def close(self) -> None:
+        self._listener.close()
+        self._reset_all()
+
+    def _reset_all(self) -> None:
+        with self._lock:
+            for sock in self._open:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set() and self.stay_down:
+                client.close()
+                continue
+            upstream = socket.create_connection((LOOPBACK, self.port))
+            with self._lock:
+                self._open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client and not self.cut.is_set():
+                    with self._lock:
+                        if self._seen is None and self.trigger in data:
+                            self._seen = len(data) - data.index(self.trigger)
+                        elif self._seen is not None:
+                            self._seen += len(data)
+                        cutting = self._seen is not None and self._seen >= self.after
+                    if cutting:
+                        self.cut.set()
+                        self._reset_all()
+                        return
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def cut_gcs(gcs: GcsEmulatorServer) -> Iterator[Callable[..., CuttingProxy]]:
+    proxies: list[CuttingProxy] = []
+
+    def make(trigger: bytes, after: int = 0, stay_down: bool = False) -> CuttingProxy:
+        proxies.append(CuttingProxy(gcs.port, trigger, after, stay_down))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def test_a_gcs_connection_cut_mid_upload_fails_that_source_naming_gcs_and_keeps_no_partial_object(
+    project: Path,
+    cluster: PostgresServer,  # noqa: F811
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    cut_gcs: Callable[..., CuttingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gcs_module, "UPLOAD_CHUNK", 256 << 10)  # the smallest chunk GCS takes: several chunks here
+    repo = git_repo(project / "truth")
+    (repo / "blob.bin").write_bytes(os.urandom(2 << 20))  # a bundle of 2 MiB zstd cannot shrink
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], check=True)
+    # the connection is cut after 600 KB of the bundle's upload (two chunks went through), then comes back
+    proxy = cut_gcs(b"repo.bundle", after=600_000)
+    ctx = make_context(project, cluster, gcs, qdrant, OPS_GIT_REPO=str(repo), OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+
+    with pytest.raises(BackupFailed) as failed:
+        run_backup(ctx, "daily", ["postgres", "git"])
+
+    assert proxy.cut.is_set()
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "is partial: source git failed:" in message and "GCS" in message and "repo.bundle" in message
+    (run,) = catalog.runs(ctx)
+    # no partial bundle was finalized; the manifest holds only postgres, and never counts as a copy of git
+    assert not [name for name in run.objects if "repo.bundle" in name]
+    assert run.manifest is not None and run.status == "partial" and list(run.manifest.failed) == ["git"]
+    assert run.manifest.held() == {"postgres"}
+    assert set(run.objects) == {e.object for e in run.manifest.entries} | {ctx.object_name(run.run_id, "manifest.json")}
+
+
+def test_a_gcs_blip_at_the_manifest_write_is_retried_and_the_run_is_good(
+    project: Path,
+    cluster: PostgresServer,  # noqa: F811
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    cut_gcs: Callable[..., CuttingProxy],
+) -> None:
+    proxy = cut_gcs(b"manifest.json")  # one cut, then GCS answers again
+    ctx = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+
+    report = run_backup(ctx, "daily", ["postgres"])
+
+    assert proxy.cut.is_set()
+    assert catalog.load(ctx).run_id == report.run_id  # the client retried the write: a complete run
+
+
+def test_gcs_down_at_the_manifest_write_fails_naming_gcs_and_leaves_an_incomplete_run_for_prune(
+    project: Path,
+    cluster: PostgresServer,  # noqa: F811
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    cut_gcs: Callable[..., CuttingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the client retries a lost connection for 120 s (google-cloud-storage's DEFAULT_RETRY): 3 s here
+    monkeypatch.setattr(storage_retry.DEFAULT_RETRY, "_timeout", 3.0)
+    monkeypatch.setattr(storage_retry.DEFAULT_RETRY, "_deadline", 3.0)
+    proxy = cut_gcs(b"manifest.json", stay_down=True)
+    ctx = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+
+    with pytest.raises(BackupFailed) as failed:
+        run_backup(ctx, "daily", ["postgres"])
+
+    assert proxy.cut.is_set()
+    message = str(failed.value)
+    assert "\n" not in message and "GCS" in message and "manifest.json" in message
+    proxy.restore()
+    with pytest.raises(BackupNotFound):
+        catalog.load(ctx)  # no manifest: nothing of the run is usable
+    # the bucket was unreachable: the dumps are left, the run is incomplete and prune deletes it once past grace
+    (run,) = catalog.runs(ctx)
+    assert run.status == "incomplete" and run.objects
+    later = plan_prune([run], run_time(run.run_id) + timedelta(days=2), timedelta(days=7), timedelta(days=28))
+    assert [run_id for run_id, _ in later.delete] == [run.run_id]
 
 
 def cut_pg_restore(tmp_path: Path, on: str, keep: int) -> Path:
