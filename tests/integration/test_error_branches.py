@@ -24,9 +24,9 @@ from google.cloud.storage import retry as storage_retry
 from ops import tools
 from ops.backup import catalog
 from ops.backup import gcs as gcs_module
-from ops.backup.manifest import BackupNotFound
+from ops.backup.manifest import BackupNotFound, run_time
 from ops.backup.restore import run_restore
-from ops.backup.retention import plan_prune, run_time
+from ops.backup.retention import plan_prune
 from ops.backup.run import BackupFailed, run_backup
 from ops.backup.sources import postgres as pg_source
 from ops.errors import OpsError
