@@ -88,7 +88,10 @@ def demo(project_dir: Path, keep_running: bool) -> None:
 
     from ops.local.demo import run_demo
 
+    received: list[int] = []
+
     def _terminate(signum: int, frame: object) -> None:
+        received.append(signum)
         raise KeyboardInterrupt  # unwind and stop every child, as Ctrl-C does
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -96,7 +99,11 @@ def demo(project_dir: Path, keep_running: bool) -> None:
     # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop the demo wherever it was started
     signal.signal(signal.SIGINT, _terminate)
     settings = load_settings(project_dir)
-    run_demo(settings, keep_running=keep_running, echo=click.echo)
+    try:
+        run_demo(settings, keep_running=keep_running, echo=click.echo)
+    except KeyboardInterrupt:  # before the prompt: everything started is stopped; exit as the signal says
+        click.echo("ops demo: interrupted; everything it started is stopped", err=True)
+        raise SystemExit(128 + (received[-1] if received else signal.SIGINT)) from None
 
 
 @main.command()
