@@ -25,6 +25,7 @@ from ops.backup.restore import run_restore
 from ops.backup.run import BackupFailed, run_backup
 from ops.errors import ConfigError
 from ops.local.processes import GcsEmulatorServer, PostgresServer
+from tests.conftest import require
 from tests.fakes.qdrant import QdrantState
 from tests.fakes.server import ThreadedServer
 from tests.integration.test_backup import cluster, ctx, git_repo, make_context, pg_dump_wrapper, qdrant  # noqa: F401
@@ -68,8 +69,7 @@ def test_a_truth_repository_owned_by_another_user_is_bundled_by_root(
     new_context: Callable[..., BackupContext],
     no_git_exceptions: None,
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give the repository to another user (cron runs the backup as root)")
+    require(os.geteuid() == 0, "root (to give the repository to another user; cron runs the backup as root)")
     repo = git_repo(project / "operator-repo")
     subprocess.run(["chown", "-R", "65534:65534", str(repo)], check=True)
     refused = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)

@@ -36,6 +36,7 @@ from ops.events.publisher import Publisher, RedisRefused
 from ops.events.reconciler import Reconciler, RepoLocked
 from ops.events.schema import parse_event
 from ops.local.processes import RedisServer
+from tests.conftest import require
 from tests.integration.test_events import client, drain, event, git, observer_for, remote, subjects, work
 
 pytestmark = pytest.mark.integration
@@ -523,8 +524,7 @@ def shared_dir() -> Iterator[Path]:
 @pytest.fixture
 def operators_group() -> Iterator[str]:
     """A name for the operators' group (OPS_EVENTS_GROUP) that no group has yet; the group is deleted at the end."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to write as the observer does, to create a group and to become nobody")
+    require(os.geteuid() == 0, "root (to write as the observer does, to create a group and to become nobody)")
     name = f"ops{uuid.uuid4().hex[:10]}"
     yield name
     subprocess.run(["groupdel", name], capture_output=True, check=False)

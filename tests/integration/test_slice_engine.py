@@ -28,7 +28,7 @@ from ops.journal import Journal, lock_holder
 from ops.local.processes import PostgresServer, wait_until
 from ops.secrets import init_secrets
 from ops.slices import engine
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 from tests.integration.slice_harness import GATE_OPEN, GATE_STARTED, Bench, make_bin_dir, make_slice, runtime
 
 pytestmark = pytest.mark.integration
@@ -200,8 +200,7 @@ def test_a_dropped_session_during_an_automatic_rollback_is_rollback_failed_and_b
 @pytest.fixture
 def shared_project(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
     """The bench's project in a directory the postgres system user (here: an operator without sudo) can reach."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to act as two users")
+    require(os.geteuid() == 0, "root (to act as two users)")
     operator_user = pwd.getpwnam("postgres")
     base = Path(tempfile.mkdtemp(prefix="aistack-owner-"))
     base.chmod(0o755)
