@@ -39,12 +39,18 @@ def free_port() -> int:
 
 
 def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
-    """Poll ready() until it returns True. Raise ServiceError naming what (with the log's tail) on timeout."""
+    """Poll ready() until it returns True. Raise ServiceError naming what (with the log's tail) on timeout.
+
+    A ServiceError from ready() (a service's process has exited) ends the wait at once; any other
+    error (a refused connection while it starts) means not ready yet.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if ready():
                 return
+        except ServiceError:
+            raise
         except Exception:
             pass
         time.sleep(0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 import redis
 
 from ops import tools
+from ops.errors import ServiceError
 from ops.local.demo import APP_DATABASES, create_app_databases
-from ops.local.processes import PostgresServer, free_port, wait_until
+from ops.local.processes import LOOPBACK, PostgresServer, RedisServer, free_port, wait_until
 from ops.stack import load_stack
 from tests.conftest import REPO, require
 
@@ -143,3 +145,18 @@ def test_the_stacks_redis_refuses_writes_when_full_and_evicts_nothing(compose_re
             written.append(f"job:{i}")
     assert len(written) > 100
     assert client.exists(*written) == len(written)  # every acknowledged write is still there
+
+
+def test_a_service_that_dies_while_starting_fails_its_wait_naming_the_exit_not_a_timeout() -> None:
+    """A crashed service is reported as crashed, with its log, instead of waiting out the whole timeout."""
+    require(tools.redis_server(), "redis-server (apt-get install redis-server)")
+    server = RedisServer()
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, server.port))  # bound, not listening: redis cannot bind, clients are refused
+        with pytest.raises(ServiceError) as caught:
+            server.start()
+    server.stop()
+    message = str(caught.value)
+    assert "redis exited with code" in message, message
+    assert "did not become ready" not in message
+    assert "Address already in use" in message  # the log's tail says why
