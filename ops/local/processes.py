@@ -38,10 +38,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ServiceExited(ServiceError):
+    """A local service's process exited while it was waited for."""
+
+
 def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
     """Poll ready() until it returns True. Raise ServiceError naming what (with the log's tail) on timeout.
 
-    A ServiceError from ready() (a service's process has exited) ends the wait at once; any other
+    ServiceExited from ready() (the service's process has exited) ends the wait at once; any other
     error (a refused connection while it starts) means not ready yet.
     """
     deadline = time.monotonic() + timeout
@@ -49,7 +53,7 @@ def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path |
         try:
             if ready():
                 return
-        except ServiceError:
+        except ServiceExited:
             raise
         except Exception:
             pass
@@ -90,7 +94,7 @@ class _Service:
 
     def _check_alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise ServiceError(f"{self.name} exited with code {self.proc.returncode}{_tail(self.log)}")
+            raise ServiceExited(f"{self.name} exited with code {self.proc.returncode}{_tail(self.log)}")
         return True
 
     def _terminate(self, timeout: float = 15) -> None:
