@@ -64,14 +64,21 @@ def test_demo_routes_each_model_group_to_its_provider() -> None:
     assert all(_closed(port) for port in _ports(proc.stdout)), "a service the demo started is still listening"
 
 
-def test_ctrl_c_stops_everything_the_demo_started() -> None:
-    proc = subprocess.Popen(
+def start_demo(env: dict[str, str] | None = None, new_session: bool = False) -> subprocess.Popen[str]:
+    """`ops demo --keep-running` in the background, its output on a pipe."""
+    return subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "demo", "--keep-running", "--project-dir", str(REPO)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=new_session,
     )
+
+
+def test_ctrl_c_stops_everything_the_demo_started() -> None:
+    proc = start_demo()
     assert proc.stdout is not None
     output = ""
     deadline = time.monotonic() + 300

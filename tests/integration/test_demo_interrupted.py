@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from ops.local.processes import wait_until
-from tests.conftest import REPO
-from tests.integration.test_demo import _closed, _ports, _tools  # noqa: F401
+from tests.integration.test_demo import _closed, _ports, _tools, start_demo  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +51,7 @@ def test_the_demo_interrupted_while_starting_stops_every_child_and_leaves_no_tem
     temp = Path(tempfile.mkdtemp(prefix="aistack-demo-test-"))
     temp.chmod(0o1777)
     request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "demo", "--keep-running", "--project-dir", str(REPO)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "TMPDIR": str(temp)},
-        start_new_session=True,
-    )
+    proc = start_demo(env={**os.environ, "TMPDIR": str(temp)}, new_session=True)
     assert proc.stdout is not None
     output = ""
     while "starting LiteLLM" not in output:  # Postgres, Redis and the mock provider are up; LiteLLM starting
