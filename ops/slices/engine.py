@@ -94,7 +94,9 @@ def _compose_drill(compose: Compose) -> Callable[[], AbstractContextManager[None
             yield
         finally:
             with shielded():  # a signal now waits until the real key is back
-                compose.up(["litellm"])
+                # force_recreate: a `docker compose up` killed mid-recreate can leave the old container
+                # restarted behind a port mapping that resets every connection; a new one has clean mappings
+                compose.up(["litellm"], force_recreate=True)
 
     return break_openai
 

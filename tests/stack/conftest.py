@@ -113,24 +113,34 @@ class StackProject:
         return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=600)
 
 
-OVERRIDE = """# Test-only: stand-in images, loopback ports, and the contract fakes as containers.
+OVERRIDE = """# Test-only: stand-in images, loopback ports, and the contract fakes as containers. Healthchecks
+# probe every 2 s instead of the stack's 10-30 s: `up --wait` on Docker 20.10 (no start_interval)
+# otherwise waits a whole interval for the first probe; what each probe checks is unchanged.
 services:
   postgres:
     image: {postgres}
+    healthcheck:
+      interval: 2s
   postgres-init:
     image: {postgres}
   redis:
     image: {redis}
+    healthcheck:
+      interval: 2s
     ports: !override
       - "127.0.0.1:{redis_port}:6379"
   caddy:
     image: {caddy}
+    healthcheck:
+      interval: 2s
   litellm:
     image: {litellm}
     # LiteLLM's database features need Prisma's engine, which cannot be fetched here: no DATABASE_URL.
     # `litellm` from PATH: the stand-in's /opt/venv/bin, the real image's pip install (source: BerriAI/litellm
     # Dockerfile, whose docker/prod_entrypoint.sh execs litellm), so make test-real runs the same gateway.
     entrypoint: ["sh", "-c", 'unset DATABASE_URL; exec litellm "$$@"', "litellm"]
+    healthcheck:
+      interval: 2s
     ports: !override
       - "127.0.0.1:{gateway_port}:4000"
     environment:

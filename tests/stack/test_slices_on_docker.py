@@ -230,4 +230,5 @@ def test_sigterm_mid_apply_and_mid_drill_releases_the_lock_and_restores_the_key(
     assert containers(stack_project)["litellm"]["State"] == "running"
     assert lock_holder(runtime.psql) is None
     assert state(5) == "verify interrupted"
-    assert all(c.ok for c in engine.run_verify(runtime, 1).checks)  # OpenAI answers with the real key again
+    checks = engine.run_verify(runtime, 1).checks
+    assert all(c.ok for c in checks), [c.to_dict() for c in checks]  # OpenAI answers with the real key again
