@@ -124,6 +124,19 @@ def route(project_dir: Path, text: str | None, text_file: Any, as_json: bool) ->
         click.echo(f"{chosen.model}  ({chosen.reason}; rule {chosen.rule})")
 
 
+@main.command()
+@project_dir_option
+@click.argument("task")
+@click.option("--model", help="Use this model group instead of the routed one (a group of litellm-config.yaml).")
+@click.option("--dry-run", is_flag=True, help="Print the model, the key and OpenCode's command and config; start nothing.")
+@click.option("--run", "once", is_flag=True, help="Run once without the TUI (`opencode run`): print the answer and exit.")
+def code(project_dir: Path, task: str, model: str | None, dry_run: bool, once: bool) -> None:
+    """Route TASK like `ops route` and start OpenCode on that model through the gateway."""
+    from ops.code import run_code
+
+    sys.exit(run_code(load_settings(project_dir), task, model, dry_run=dry_run, once=once, echo=click.echo))
+
+
 @main.command("slice")
 @project_dir_option
 @click.argument("number", type=int, required=False)
