@@ -575,6 +575,26 @@ def images_pin(project_dir: Path, registry_map: tuple[str, ...], dry_run: bool) 
 
 
 @main.group()
+def workflow() -> None:
+    """The n8n workflows shipped in workflows/."""
+
+
+@workflow.command("sync")
+@project_dir_option
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if the workflow's router is behind the rules.")
+def workflow_sync(project_dir: Path, check: bool) -> None:
+    """Regenerate the routing workflow's router from routing-rules.yaml (workflows/litellm-router.json)."""
+    from ops.workflows.router import router_drift, sync_router
+
+    settings = load_settings(project_dir)
+    if check:
+        drift = router_drift(settings)
+        click.echo(drift or "workflows/litellm-router.json routes by routing-rules.yaml")
+        sys.exit(1 if drift else 0)
+    click.echo("updated" if sync_router(settings) else "already in step with routing-rules.yaml")
+
+
+@main.group()
 def bench() -> None:
     """Benchmarks: figures measured side by side in one run."""
 

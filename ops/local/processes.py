@@ -379,16 +379,22 @@ class N8nServer(_Service):
         super().__init__(base_dir)
         self.node, self.n8n_dir, self.postgres, self.db_password = node, n8n_dir, postgres, db_password
 
-    def start(self) -> Self:
+    def cli_argv(self) -> list[str]:
+        """The argv prefix of this n8n's CLI (`n8n ...`). Raise ServiceError if n8n is not installed."""
         entry = self.n8n_dir / "node_modules" / "n8n" / "bin" / "n8n"
         if not entry.exists():
             raise ServiceError(f"n8n is not installed in {self.n8n_dir} (scripts/install-n8n.sh)")
-        env = {
+        return [str(self.node), str(entry)]
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment of this n8n: its database, encryption key and folder (the server's and its CLI's)."""
+        return {
             "PATH": f"{self.node.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.dir),
             "N8N_USER_FOLDER": str(self.dir),
-            "N8N_PORT": str(self.port),
-            "N8N_LISTEN_ADDRESS": LOOPBACK,
+            # as in the n8nio/n8n image (source: n8n-io/n8n docker/images/n8n/Dockerfile, ENV NODE_ENV=production):
+            # outside production n8n puts its stack trace into error answers (dist/response-helper.js, inDevelopment)
+            "NODE_ENV": "production",
             "DB_TYPE": "postgresdb",
             "DB_POSTGRESDB_HOST": LOOPBACK,
             "DB_POSTGRESDB_PORT": str(self.postgres.port),
@@ -397,13 +403,21 @@ class N8nServer(_Service):
             "DB_POSTGRESDB_PASSWORD": self.db_password,
             "N8N_ENCRYPTION_KEY": self.password,
             "N8N_DIAGNOSTICS_ENABLED": "false",
-            "N8N_RUNNERS_ENABLED": "true",
             "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
             "N8N_TEMPLATES_ENABLED": "false",
+        }
+
+    def start(self) -> Self:
+        env = {
+            **self.cli_env(),
+            "N8N_PORT": str(self.port),
+            "N8N_LISTEN_ADDRESS": LOOPBACK,
+            "N8N_RUNNERS_ENABLED": "true",
             "NODE_OPTIONS": "--max-old-space-size=384",
         }
-        self._spawn([str(self.node), str(entry), "start"], env)
-        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/healthz")(), 300, "n8n", self.log)
+        self._spawn([*self.cli_argv(), "start"], env)
+        # /healthz answers seconds before the webhooks of published workflows are registered; readiness after
+        wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/healthz/readiness")(), 300, "n8n", self.log)
         return self
 
     @property
