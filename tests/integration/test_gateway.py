@@ -7,7 +7,6 @@ Only the API bases differ from production: they point at the mock provider
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,11 +65,31 @@ def control(mock_provider: MockProviderServer) -> MockControl:
     return control
 
 
+@pytest.fixture(autouse=True)
+def _mock_answers(control: MockControl) -> None:
+    """Every test starts from a mock provider that answers: a failure one test set never reaches the next."""
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_provider: MockProviderServer, langfuse: ThreadedServer) -> Iterator[LiteLLMServer]:
+    """One gateway, on a Redis of its own, for the tests whose every upstream call succeeds.
+
+    Such a call leaves no cooldown and a negligible spend, so these tests share the process (LiteLLM takes
+    seconds of CPU to start). A test that makes a provider fail takes fresh_gateway instead.
+    """
+    with (
+        RedisServer() as redis,
+        LiteLLMServer(REPO / "litellm-config.yaml", gateway_env(mock_provider, redis, langfuse.url)) as server,
+    ):
+        yield server
+
+
 @pytest.fixture
-def gateway(
+def fresh_gateway(
     control: MockControl, mock_provider: MockProviderServer, redis_module: RedisServer, langfuse: ThreadedServer
 ) -> Iterator[LiteLLMServer]:
-    """A fresh gateway per test: cooldowns and budget spend from one test never leak into the next."""
+    """A gateway of this test's own, for a test that makes a provider fail: the cooldowns it causes live in the
+    process's memory and in Redis (flushed here), and never reach another test."""
     import redis
 
     redis.Redis(port=redis_module.port, password=redis_module.password).flushall()
@@ -79,9 +98,9 @@ def gateway(
         yield server
 
 
-def chat(gateway: LiteLLMServer, model: str, key: str | None = None, **extra: Any) -> httpx.Response:
+def chat(gateway: LiteLLMServer, model: str, key: str | None = None, content: str = "", **extra: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key or gateway.master_key}"}
-    body = {"model": model, "messages": [{"role": "user", "content": f"hello {model}"}], **extra}
+    body = {"model": model, "messages": [{"role": "user", "content": content or f"hello {model}"}], **extra}
     return httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, json=body, timeout=60)
 
 
@@ -91,15 +110,17 @@ def langfuse_get(langfuse: ThreadedServer, path: str) -> Any:
     return response.json()
 
 
-def wait_for_generations(langfuse: ThreadedServer, count: int, timeout: float = 20) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
+def wait_for_generations(langfuse: ThreadedServer, marker: str, count: int) -> list[dict[str, Any]]:
+    """Return the generations whose input holds marker (a prompt only this test sent), once there are count."""
     found: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        found = [o for o in langfuse_get(langfuse, "observations")["data"] if o["type"] == "GENERATION"]
-        if len(found) >= count:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{count} generations expected in Langfuse, found {len(found)}")
+
+    def arrived() -> bool:
+        generations = [o for o in langfuse_get(langfuse, "observations")["data"] if o["type"] == "GENERATION"]
+        found[:] = [g for g in generations if marker in json.dumps(g.get("input"))]
+        return len(found) >= count
+
+    wait_until(arrived, 20, f"{count} generations in Langfuse for the prompt {marker!r}")
+    return found
 
 
 def test_models_endpoint_lists_the_plan_groups(gateway: LiteLLMServer) -> None:
@@ -139,10 +160,10 @@ def test_streaming_answers_arrive_as_server_sent_events(gateway: LiteLLMServer, 
     [("500", {"status": 500}), ("401 (broken key)", {"reject_keys": ["mock-openai-key"]}), ("429", {"status": 429})],
 )
 def test_gpt4_falls_back_to_claude(
-    gateway: LiteLLMServer, control: MockControl, langfuse: ThreadedServer, failure: str, behaviour: dict[str, Any]
+    fresh_gateway: LiteLLMServer, control: MockControl, langfuse: ThreadedServer, failure: str, behaviour: dict[str, Any]
 ) -> None:
     control.set("openai", **behaviour)
-    response = chat(gateway, "gpt-4")
+    response = chat(fresh_gateway, "gpt-4")
     # what the caller relies on: an answer, from claude-3's deployment, marked as a fallback ("within 5 s" is
     # slice 5's verify check and a benchmark figure, not an assertion on a loaded 2-core machine)
     assert response.status_code == 200, response.text
@@ -152,17 +173,17 @@ def test_gpt4_falls_back_to_claude(
     assert [c["model"] for c in control.calls("anthropic")] == ["claude-sonnet-5"]
 
 
-def test_gpt4_falls_back_on_timeout(gateway: LiteLLMServer, control: MockControl) -> None:
+def test_gpt4_falls_back_on_timeout(fresh_gateway: LiteLLMServer, control: MockControl) -> None:
     control.set("openai", hang=True)
-    response = chat(gateway, "gpt-4", timeout=2)
+    response = chat(fresh_gateway, "gpt-4", timeout=2)
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"].startswith("[mock anthropic ")
 
 
-def test_whole_chain_down_gives_a_clear_error(gateway: LiteLLMServer, control: MockControl) -> None:
+def test_whole_chain_down_gives_a_clear_error(fresh_gateway: LiteLLMServer, control: MockControl) -> None:
     for provider in ("openai", "anthropic", "gemini", "openrouter"):
         control.set(provider, status=500)
-    response = chat(gateway, "gpt-4")
+    response = chat(fresh_gateway, "gpt-4")
     assert response.status_code >= 500 or response.status_code == 429
     assert "error" in response.json()
 
@@ -170,11 +191,10 @@ def test_whole_chain_down_gives_a_clear_error(gateway: LiteLLMServer, control: M
 def test_trace_reaches_langfuse_with_model_tokens_cost_and_latency(
     gateway: LiteLLMServer, langfuse: ThreadedServer, control: MockControl
 ) -> None:
-    before = len(wait_for_generations(langfuse, 0))
     control.set("openai", latency_ms=100)
-    response = chat(gateway, "gpt-4")
+    response = chat(gateway, "gpt-4", content="trace this prompt")
     assert response.status_code == 200
-    generation = wait_for_generations(langfuse, before + 1)[-1]
+    [generation] = wait_for_generations(langfuse, "trace this prompt", 1)
     assert generation["model"] == "openai/gpt-5.4-2026-03-05"
     usage = response.json()["usage"]
     assert (generation["promptTokens"], generation["completionTokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
@@ -184,11 +204,10 @@ def test_trace_reaches_langfuse_with_model_tokens_cost_and_latency(
     assert trace.observations and trace.total_cost > 0
 
 
-def test_fallback_traces_both_attempts(gateway: LiteLLMServer, langfuse: ThreadedServer, control: MockControl) -> None:
-    before = len(wait_for_generations(langfuse, 0))
+def test_fallback_traces_both_attempts(fresh_gateway: LiteLLMServer, langfuse: ThreadedServer, control: MockControl) -> None:
     control.set("openai", reject_keys=["mock-openai-key"])
-    assert chat(gateway, "gpt-4").status_code == 200
-    generations = wait_for_generations(langfuse, before + 2)[before:]
+    assert chat(fresh_gateway, "gpt-4", content="trace both attempts").status_code == 200
+    generations = wait_for_generations(langfuse, "trace both attempts", 2)
     levels = {g["model"].split("/")[-1]: g["level"] for g in generations}
     assert levels == {"gpt-5.4-2026-03-05": "ERROR", "claude-sonnet-5": "DEFAULT"}
 
