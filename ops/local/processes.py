@@ -76,6 +76,7 @@ class _Service:
     """Start/stop plumbing shared by every local service."""
 
     name = "service"
+    stop_grace = 15.0  # seconds between SIGTERM and SIGKILL
 
     def __init__(self, base_dir: Path | None = None) -> None:
         self.port = free_port()
@@ -97,12 +98,12 @@ class _Service:
             raise ServiceExited(f"{self.name} exited with code {self.proc.returncode}{_tail(self.log)}")
         return True
 
-    def _terminate(self, timeout: float = 15) -> None:
+    def _terminate(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(self.stop_grace)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
@@ -274,6 +275,9 @@ class MockProviderServer(_Service):
     """The mock LLM provider (ops.local.mock_provider) in its own process."""
 
     name = "mock-provider"
+    # aiohttp waits up to 60 s on SIGTERM for handlers still running, and a request to a provider set to hang
+    # sleeps for an hour after its client gave up: the fake keeps nothing, so it is killed after a second
+    stop_grace = 1.0
 
     def start(self) -> Self:
         self._spawn([sys.executable, "-m", "ops.local.mock_provider", "--port", str(self.port)])
