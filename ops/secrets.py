@@ -42,6 +42,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "LITELLM_MASTER_KEY": _prefixed("sk-"),  # LiteLLM requires the sk- prefix
     "LITELLM_SALT_KEY": _prefixed("sk-"),
     "N8N_ENCRYPTION_KEY": _hex(32),
+    "N8N_WEBHOOK_SECRET": _hex(24),  # the routing webhook's header key (slice 4 puts it into n8n)
     "LANGFUSE_SALT": _hex(32),
     "LANGFUSE_ENCRYPTION_KEY": _hex(32),  # Langfuse wants exactly 64 hex characters
     "NEXTAUTH_SECRET": _hex(32),

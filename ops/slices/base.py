@@ -46,6 +46,9 @@ class Target:
     break_openai: Callable[[], AbstractContextManager[None]] | None = None
     # The project's settings, for slices that act through ops itself (slice 10 runs a backup and a drill).
     settings: Settings | None = None
+    # n8n as callers reach it (its webhooks) and the routing webhook's header-auth secret (slice 4)
+    n8n_url: str = ""
+    webhook_key: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Target:
@@ -62,6 +65,9 @@ class Target:
             langfuse_public_key=env["LANGFUSE_PUBLIC_KEY"],
             langfuse_secret_key=env["LANGFUSE_SECRET_KEY"],
             settings=settings,
+            # the public webhook URL through Caddy (webhook paths carry their own auth), unless OPS_N8N_URL says otherwise
+            n8n_url=env.get("OPS_N8N_URL") or (f"https://{env['N8N_DOMAIN']}" if env.get("N8N_DOMAIN") else ""),
+            webhook_key=env.get("N8N_WEBHOOK_SECRET", ""),
         )
 
     def chat(self, model: str, content: str, **extra: Any) -> tuple[httpx.Response, float]:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ops.backup.context import PostgresAccess
 from ops.config import Settings
@@ -57,6 +57,9 @@ from ops.runtime.compose import Compose
 from ops.runtime.postgres_volume import require_startable_volume
 from ops.slices import VerifyReport, get_slice, registered
 from ops.slices.base import Check, Target
+
+if TYPE_CHECKING:
+    from ops.workflows.n8n import N8n
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Runtime:
     psql: Psql
     target: Target
     postgres: PostgresAccess | None = None
+    n8n: N8n | None = None  # None: the stack's n8n service (its CLI through compose); set: a local n8n (tests)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Runtime:
@@ -615,6 +619,10 @@ def _apply(runtime: Runtime, journal: Journal, module: ModuleType, plan: Plan) -
                 runtime.compose.up(plan.services, force_recreate=files_changed)
             row.step = "the install step"
             installed = module.install(runtime.settings) if hasattr(module, "install") else []
+            # what a slice puts into its running services (slice 4: n8n's workflow); apply only: a rollback
+            # restores the slice's databases, which removes it
+            row.step = "the deploy step"
+            installed += module.deploy(runtime) if hasattr(module, "deploy") else []
             row.step = "reading the containers"
             after = {s: c.container_id for s, c in runtime.compose.ps().items() if c.running} if plan.services else {}
             changed = [s for s in plan.services if before.get(s) != after.get(s)] + installed

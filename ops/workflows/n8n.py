@@ -21,14 +21,18 @@ when it already matches.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ops.errors import ServiceError
+import httpx
+
+from ops.errors import ConfigError, ServiceError
 from ops.local.processes import N8nServer
 from ops.runtime.compose import Compose
 
@@ -51,8 +55,9 @@ class N8n(Protocol):
         """Return `n8n export:KIND --id=IDENT` (credentials decrypted), or None if there is no such one."""
         ...
 
-    def restart(self) -> None:
-        """Restart n8n and wait until /healthz/readiness answers. Raise ServiceError if it does not."""
+    def restart(self, webhook: str) -> None:
+        """Restart n8n and wait until it serves the webhook path (POST /webhook/PATH is no longer 404: n8n
+        answers /healthz/readiness before it activates published workflows). Raise ServiceError if it does not."""
         ...
 
 
@@ -100,14 +105,18 @@ class ComposeN8n:
         proc = self.compose.run(*args, timeout=300, check=False)
         return _parse_export(kind, ident, proc.returncode, proc.stdout, proc.stderr)
 
-    def restart(self) -> None:
+    def restart(self, webhook: str) -> None:
         self.compose.run("restart", self.service, timeout=300)
-        probe = ("exec", "-T", self.service, "wget", "-q", "--spider", "http://127.0.0.1:5678/healthz/readiness")
-        deadline = time.monotonic() + READY_SECONDS
-        while self.compose.run(*probe, check=False, timeout=30).returncode != 0:
-            if time.monotonic() > deadline:
-                raise ServiceError(f"n8n did not answer /healthz/readiness within {READY_SECONDS} s of its restart")
-            time.sleep(1)
+        # the image's busybox wget (its healthcheck's): exit 0 on 2xx, else "server returned error: HTTP/1.1 403 ..."
+        url = f"http://127.0.0.1:5678/webhook/{webhook}"
+        probe = ("exec", "-T", self.service, "wget", "-q", "-O", "/dev/null", "--post-data", "", url)
+
+        def status() -> int | None:
+            proc = self.compose.run(*probe, check=False, timeout=30)
+            found = re.search(r"HTTP/[\d.]+ (\d{3})", proc.stderr)
+            return 200 if proc.returncode == 0 else int(found.group(1)) if found else None
+
+        _wait_registered(status, webhook)
 
 
 @dataclass(frozen=True)
@@ -140,9 +149,28 @@ class LocalN8n:
             text = target.read_text() if target.exists() else ""
         return _parse_export(kind, ident, proc.returncode, text, proc.stdout + proc.stderr)
 
-    def restart(self) -> None:
+    def restart(self, webhook: str) -> None:
         self.server.halt()
         self.server.start()
+        url = f"{self.server.url}/webhook/{webhook}"
+
+        def status() -> int | None:
+            try:
+                return httpx.post(url, timeout=10).status_code
+            except httpx.HTTPError:
+                return None
+
+        _wait_registered(status, webhook)
+
+
+def _wait_registered(status: Callable[[], int | None], webhook: str) -> None:
+    """Poll status() (the webhook's HTTP status, None while n8n does not answer) until it is not 404."""
+    deadline = time.monotonic() + READY_SECONDS
+    while (code := status()) in (None, 404):
+        if time.monotonic() > deadline:
+            state = "does not answer" if code is None else "answers 404 (the workflow is not active)"
+            raise ServiceError(f"n8n restarted, but /webhook/{webhook} {state} after {READY_SECONDS} s")
+        time.sleep(0.5)
 
 
 def _same_credential(current: list[dict[str, Any]] | None, wanted: dict[str, Any]) -> bool:
@@ -160,6 +188,13 @@ def workflow_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 def published(current: dict[str, Any]) -> bool:
     """Given an exported workflow, return True if its current version is the active (published) one."""
     return bool(current.get("active")) and current.get("activeVersionId") == current.get("versionId")
+
+
+def _webhook_path(workflow: dict[str, Any]) -> str:
+    paths = [n["parameters"]["path"] for n in workflow["nodes"] if n.get("type") == "n8n-nodes-base.webhook"]
+    if not paths:
+        raise ConfigError(f"workflow {workflow.get('name')!r} has no Webhook node")
+    return str(paths[0])
 
 
 def deploy(n8n: N8n, workflow: dict[str, Any], credentials: list[dict[str, Any]]) -> list[str]:
@@ -181,6 +216,6 @@ def deploy(n8n: N8n, workflow: dict[str, Any], credentials: list[dict[str, Any]]
     if current is None or not published(current):
         n8n.cli("publish:workflow", f"--id={workflow['id']}")
         changed.append(f"n8n workflow {workflow['name']!r} published")
-        n8n.restart()  # a running n8n loads published workflows at start only
+        n8n.restart(_webhook_path(workflow))  # a running n8n loads published workflows at start only
         changed.append("n8n restarted to serve it")
     return changed

@@ -101,3 +101,12 @@ def test_an_exported_workflow_matches_whatever_n8n_added() -> None:
     changed = json.loads(json.dumps(wanted))
     router.node(changed, router.ROUTE_NODE)["parameters"]["jsCode"] += "\n// edited"
     assert not workflow_matches(exported, changed)
+
+
+def test_slice_4_without_n8n_settings_fails_naming_them() -> None:
+    from ops.slices import get_slice
+    from ops.slices.base import Target
+
+    checks = get_slice(4).verify(Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk"))
+    assert [c.ok for c in checks] == [False]
+    assert "N8N_DOMAIN" in checks[0].detail and "N8N_WEBHOOK_SECRET" in checks[0].detail
