@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ops.events.observer import Observer, Policy
 from ops.events.publisher import Publisher, VersionConflict
 from ops.events.reconciler import Reconciler, UnsafePath, target_path
 from ops.events.schema import InvalidEvent, new_event_id
-from ops.local.processes import RedisServer
+from ops.local.processes import RedisServer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,20 @@ def observer_for(client: redis.Redis, work: Path, tmp_path: Path) -> Observer:
     return Observer(client, tmp_path / "state", Reconciler(work, Policy().roots))
 
 
+class QuickConsumer(Consumer):
+    """The observer's consumer, waiting 50 ms instead of the observer's 1 s for entries that are not there yet.
+
+    What was published before a drain is read at once whatever the wait, so only the last, idle poll of a drain
+    (and every retry a test makes due at once) waits: 50 ms each, not a second.
+    """
+
+    def poll(self, block_ms: int = 2000) -> int:
+        return super().poll(block_ms=min(block_ms, 50))
+
+
 def drain(observer: Observer, consumer: Consumer | None = None) -> None:
+    """Run the observer until a poll finds nothing to do: every change published so far is handled."""
+    consumer = consumer or QuickConsumer(observer.client, observer.handle, observer.streams)
     observer.run(threading.Event(), consumer, max_idle_polls=1)
 
 
@@ -279,11 +291,11 @@ def test_observer_killed_mid_batch_restarts_with_no_lost_and_no_duplicate_commit
 
     observer.reconciler.apply = dying_apply  # type: ignore[method-assign,assignment]
     with pytest.raises(Killed):
-        drain(observer, Consumer(client, observer.handle, name="first", claim_idle_ms=0))
+        drain(observer, QuickConsumer(client, observer.handle, name="first", claim_idle_ms=0))
     assert len(subjects(remote)) == 4  # start + 3 commits, the third not acknowledged
 
     restarted = observer_for(client, work, tmp_path)  # a new process: state from disk and Redis only
-    drain(restarted, Consumer(client, restarted.handle, name="second", claim_idle_ms=0))
+    drain(restarted, QuickConsumer(client, restarted.handle, name="second", claim_idle_ms=0))
     assert subjects(remote) == [f"task_created: /tasks/t{v}" for v in range(6, 0, -1)] + ["start"]
     assert len((tmp_path / "state" / "events.jsonl").read_text().splitlines()) == 6
     assert {c.status for c in restarted.store.list()} == {"applied"}
@@ -466,7 +478,7 @@ def test_an_empty_remote_gets_its_first_branch_and_a_broken_one_is_retried_not_c
 
     subprocess.run(["rm", "-rf", str(bare)], check=True)  # the remote is gone: an outage, not a conflict
     publisher.publish(event("project:e", 2, "/tasks/second"))
-    consumer = Consumer(client, observer.handle, name="c", claim_idle_ms=0, max_deliveries=2)
+    consumer = QuickConsumer(client, observer.handle, name="c", claim_idle_ms=0, max_deliveries=2)
     drain(observer, consumer)
     assert consumer.stats.failed >= 1 and "git fetch origin failed" in consumer.stats.errors[0]
     assert [c.status for c in observer.store.list() if c.event["version"] == 2] == ["approved"]  # not held as a conflict
@@ -483,9 +495,7 @@ def test_the_observer_rides_out_a_redis_restart(redis_server: RedisServer, work:
         redis_server.halt()
         redis_server.start()  # same port and data directory: the AOF brings the stream back
         Publisher(c).publish(event("project:r", 2, "/tasks/after"))
-        deadline = time.monotonic() + 30
-        while len(subjects(remote)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: len(subjects(remote)) >= 3, 30, "the observer's commits of both events")
     finally:
         stop.set()
         runner.join(10)

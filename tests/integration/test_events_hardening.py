@@ -35,22 +35,14 @@ from ops.events.observer import Observer, Policy
 from ops.events.publisher import Publisher, RedisRefused
 from ops.events.reconciler import Reconciler, RepoLocked
 from ops.events.schema import parse_event
-from ops.local.processes import RedisServer
+from ops.local.processes import RedisServer, wait_until
 from tests.conftest import require
-from tests.integration.test_events import client, drain, event, git, observer_for, remote, subjects, work
+from tests.integration.test_events import QuickConsumer, client, drain, event, git, observer_for, remote, subjects, work
 
 pytestmark = pytest.mark.integration
 __all__ = ["client", "remote", "work"]  # fixtures shared with test_events.py
 
 TOKEN = "123456:AAHsecretTOKENvalue_-x"
-
-
-def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -207,12 +199,12 @@ def test_an_unexpected_exception_in_applying_never_ends_the_loop(
         return real_apply(ev)
 
     observer.reconciler.apply = apply  # type: ignore[method-assign,assignment]
-    thread = running(observer, Consumer(client, observer.handle, claim_idle_ms=0))
+    thread = running(observer, QuickConsumer(client, observer.handle, claim_idle_ms=0))
     publisher = Publisher(client)
     publisher.publish(event("project:u", 1, "/tasks/cursed"))
-    wait_for(lambda: [c.status for c in observer.store.list()] == ["failed"], 30, "the cursed change failed")
+    wait_until(lambda: [c.status for c in observer.store.list()] == ["failed"], 30, "the cursed change's failure")
     publisher.publish(event("project:v", 1, "/tasks/fine"))
-    wait_for(lambda: "task_created: /tasks/fine" in subjects(remote), 30, "the next change committed")
+    wait_until(lambda: "task_created: /tasks/fine" in subjects(remote), 30, "the next change's commit")
     assert thread.is_alive()
     [cursed] = [c for c in observer.store.list() if c.event["aggregate_id"] == "project:u"]
     assert cursed.reason.startswith(f"failed {MAX_ATTEMPTS} times; last: UnicodeDecodeError")
@@ -224,17 +216,19 @@ def test_a_push_that_times_out_is_retried_not_failed(
     from ops.events import reconciler
 
     hook = remote / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\nsleep 4\nexit 1\n")  # a remote that hangs, then refuses
+    # a remote that hangs past the timeout (0.5 s here), then refuses (each try waits the hook out: the timeout kills git push,
+    # and its receive-pack holds the output pipe until the hook ends)
+    hook.write_text("#!/bin/sh\nsleep 1\nexit 1\n")
     hook.chmod(0o755)
-    monkeypatch.setattr(reconciler, "GIT_TIMEOUT", 1)
+    monkeypatch.setattr(reconciler, "GIT_TIMEOUT", 0.5)
     publisher, observer = Publisher(client), observer_for(client, work, tmp_path)
     publisher.publish(event("project:s", 1, "/tasks/slow"))
-    consumer = Consumer(client, observer.handle, claim_idle_ms=0)
+    consumer = QuickConsumer(client, observer.handle, claim_idle_ms=0)
     for _ in range(4):  # more polls than the attempts a failing change gets
         observer.run(threading.Event(), consumer, max_idle_polls=1)
     [cr] = observer.store.list()
     assert cr.status == "approved" and cr.attempts == 0  # the remote's fault, not the change's
-    assert "took longer than 1 s" in consumer.stats.errors[0]
+    assert "took longer than 0.5 s" in consumer.stats.errors[0]
 
     hook.unlink()
     monkeypatch.setattr(reconciler, "GIT_TIMEOUT", 120)
@@ -603,11 +597,11 @@ def test_redis_out_of_memory_is_a_clear_error_and_loses_nothing(
     observer = observer_for(client, work, tmp_path)
     with caplog.at_level(logging.ERROR, logger="ops.observer"):
         thread = running(observer, Consumer(client, observer.handle, claim_idle_ms=0))
-        wait_for(lambda: "Redis is out of memory" in caplog.text, 30, "the observer names the problem")
+        wait_until(lambda: "Redis is out of memory" in caplog.text, 30, "a log naming the problem")
     assert thread.is_alive()
     assert len(subjects(remote)) == 1  # nothing committed, nothing acknowledged meanwhile
 
     client.config_set("maxmemory", "0")
-    wait_for(lambda: len(subjects(remote)) == len(published) + 1, 120, "every published event committed")
-    wait_for(lambda: client.xpending("agent_events", "observer")["pending"] == 0, 30, "every entry acknowledged")
+    wait_until(lambda: len(subjects(remote)) == len(published) + 1, 120, "a commit of every published event")
+    wait_until(lambda: client.xpending("agent_events", "observer")["pending"] == 0, 30, "an acknowledgement of every entry")
     assert client.xlen("agent_events:dead") == 0
