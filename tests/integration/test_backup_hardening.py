@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from ops.backup.drill import run_drill
 from ops.backup.restore import run_restore
 from ops.backup.run import BackupFailed, run_backup
 from ops.errors import ConfigError
-from ops.local.processes import GcsEmulatorServer, PostgresServer
+from ops.local.processes import GcsEmulatorServer, PostgresServer, wait_until
 from tests.conftest import require
 from tests.fakes.qdrant import QdrantState
 from tests.fakes.server import ThreadedServer
@@ -33,14 +32,6 @@ from tests.integration.test_backup_pipeline import running
 
 pytestmark = pytest.mark.integration
 OPS = (sys.executable, "-m", "ops.cli")
-
-
-def wait_until_gone(pid: int) -> bool:
-    for _ in range(200):
-        if not running(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -138,7 +129,8 @@ def test_a_dump_that_hangs_is_killed_at_the_deadline_and_its_objects_deleted(
     with pytest.raises(BackupFailed, match=r"passed its deadline of 10 s \(OPS_BACKUP_DEADLINE_SECONDS\).*killed pg_dump"):
         run_backup(context, "daily", ["postgres"])
 
-    assert wait_until_gone(int(pidfile.read_text()))
+    stuck = int(pidfile.read_text())
+    wait_until(lambda: not running(stuck), 10, f"the end of the stuck pg_dump (pid {stuck})")  # killed; reaped soon after
     assert context.bucket.list(context.run_prefix()) == []  # roles.sql, stored before the hang, is gone too; no manifest
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ops.backup.pipeline import Command, DeadlineExceeded, PipelineError, stream
+from ops.local.processes import wait_until
 
 pytestmark = pytest.mark.integration
 DATA = bytes(range(256)) * 40_000  # ~10 MB
@@ -74,11 +75,8 @@ def test_a_hanging_producer_is_killed_at_the_deadline_with_its_children(tmp_path
         stream(producer, [Command(("cat",))], deadline=time.monotonic() + 1)
 
     sleeper = int(pidfile.read_text())
-    for _ in range(100):  # SIGKILL is delivered at once; reaping may take a moment
-        if not running(sleeper):
-            break
-        time.sleep(0.05)
-    assert not running(sleeper)
+    # SIGKILL is delivered at once; reaping may take a moment
+    wait_until(lambda: not running(sleeper), 5, f"the end of the producer's child (pid {sleeper})")
 
 
 def test_a_python_producer_stuck_on_its_input_is_stopped_at_the_deadline() -> None:

@@ -104,11 +104,10 @@ def test_the_lock_keeps_beating_while_a_long_operation_holds_it(psql: Psql) -> N
 
 
 RACER = """
-import pathlib, sys, time
+import sys
 from ops.journal import Journal, Lock, LockError, Psql
-psql, go = Psql((sys.argv[1], sys.argv[2])), pathlib.Path(sys.argv[3])
-while not go.exists():
-    time.sleep(0.01)
+psql = Psql((sys.argv[1], sys.argv[2]))
+sys.stdin.readline()  # the start signal, written to the four racers one after the other
 try:
     Journal(psql)  # a fresh database: both create the schema at once
     Lock(psql, "apply slice 1").acquire()
@@ -119,15 +118,21 @@ else:
 """
 
 
-def test_two_operators_racing_for_the_lock_exactly_one_wins(psql: Psql, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_two_operators_racing_for_the_lock_exactly_one_wins(psql: Psql) -> None:
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, *psql.argv, str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", RACER, *psql.argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
-    go.touch()
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
     results = [racer.communicate(timeout=120) for racer in racers]
     assert sorted(out.strip() for out, _ in results) == ["lost", "lost", "lost", "won"], results
     winner = next(racer.pid for racer, (out, _) in zip(racers, results, strict=True) if out.strip() == "won")
