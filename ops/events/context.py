@@ -35,6 +35,9 @@ class EventsConfig:
     telegram_chats: tuple[int, ...]
     telegram_api: str
     group: str = DEFAULT_GROUP  # OPS_EVENTS_GROUP: the operators' group the state directory is shared with
+    # the routing webhook the bot sends questions to (OPS_N8N_URL, else https://N8N_DOMAIN) and its key
+    n8n_url: str = ""
+    webhook_key: str = ""
 
     def client(self) -> redis.Redis:
         return connect(self.redis_url)
@@ -49,9 +52,10 @@ class EventsConfig:
 
     def observer(self, client: redis.Redis | None = None) -> Observer:
         from ops.events.telegram import bot_for
+        from ops.events.telegram import offset_key as telegram_offset
 
         bot = bot_for(self)
-        offset_key = f"{self.streams.name}:telegram:offset"
+        offset_key = telegram_offset(self.streams.name)
         return Observer(
             client or self.client(),
             self.state_dir,
@@ -97,4 +101,6 @@ def events_config(settings: Settings) -> EventsConfig:
         telegram_chats=tuple(chats),
         telegram_api=env.get("OPS_TELEGRAM_API", ""),
         group=check_group(env.get("OPS_EVENTS_GROUP") or DEFAULT_GROUP),
+        n8n_url=env.get("OPS_N8N_URL") or (f"https://{env['N8N_DOMAIN']}" if env.get("N8N_DOMAIN") else ""),
+        webhook_key=env.get("N8N_WEBHOOK_SECRET", ""),
     )

@@ -1,16 +1,26 @@
 """A contract fake of the Telegram Bot API: the three methods the observer uses.
 
 Speaks ``POST /bot<token>/sendMessage`` (chat_id, text, reply_markup with an
-inline keyboard; answers the Message), ``getUpdates`` (offset, timeout,
-allowed_updates; confirms updates below offset as Telegram does) and
-``answerCallbackQuery``; every answer is ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error_code", "description"}`` (401 for a wrong token, 400
-for a bad parameter). Tests press buttons and type commands through
-``press`` and ``type``.
+inline keyboard, reply_parameters; answers the Message), ``getUpdates``
+(offset, timeout, allowed_updates; confirms updates below offset as Telegram
+does) and ``answerCallbackQuery``; every answer is ``{"ok": true, "result":
+...}`` or ``{"ok": false, "error_code", "description"}`` (401 for a wrong
+token, 400 for a bad parameter). Tests press buttons and type messages
+through ``press`` and ``type``.
+
+Refuses, as Telegram does (source: core.telegram.org/bots/api#sendmessage,
+"1-4096 characters after entities parsing", and #replyparameters): a text
+over 4,096 characters, 400 "Bad Request: message is too long"; a reply to a
+message that is not in the chat without ``allow_sending_without_reply``, 400
+"Bad Request: message to be replied not found".
 
 Skips: webhooks, long polling (timeout > 0 answers at once), every other
-method, message editing, rate limits, and the 64-byte callback_data limit
-is checked but other field limits are not.
+method, message editing, rate limits (429 with retry_after), entities and
+parse modes (the length is counted on the plain text, in UTF-16 code units
+as Telegram counts entity offsets; the server's own count of characters
+outside the BMP is not verified), the legacy ``reply_to_message_id``
+parameter, and the 64-byte callback_data limit is checked but other field
+limits are not.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+TEXT_LIMIT = 4096  # UTF-16 code units
+
 
 @dataclass
 class TelegramState:
@@ -28,19 +40,32 @@ class TelegramState:
     sent: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    messages: set[tuple[int, int]] = field(default_factory=set)  # (chat_id, message_id) of every message in a chat
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def press(self, chat_id: int, data: str, username: str = "alice") -> None:
         """Someone in chat_id presses an inline button carrying data."""
-        message = {"message_id": next(self._ids), "chat": {"id": chat_id, "type": "private"}, "date": 0}
+        message: dict[str, Any] = {"message_id": next(self._ids), "chat": {"id": chat_id, "type": "private"}, "date": 0}
         sender = {"id": chat_id, "is_bot": False, "first_name": username, "username": username}
         query = {"id": str(next(self._ids)), "from": sender, "message": message, "chat_instance": "1", "data": data}
         self.updates.append({"update_id": next(self._ids), "callback_query": query})
 
-    def type(self, chat_id: int, text: str, username: str = "alice") -> None:
-        message = {"message_id": next(self._ids), "chat": {"id": chat_id, "type": "private"}, "date": 0, "text": text,
+    def type(self, chat_id: int, text: str | None, username: str = "alice") -> int:
+        """Someone in chat_id sends text (None: a message without text, a sticker); return its message_id."""
+        message: dict[str, Any] = {"message_id": next(self._ids), "chat": {"id": chat_id, "type": "private"}, "date": 0,
                    "from": {"id": chat_id, "is_bot": False, "first_name": username, "username": username}}  # fmt: skip
+        if text is None:
+            message["sticker"] = {"file_id": "s1", "emoji": "👍"}
+        else:
+            message["text"] = text
+        self.messages.add((chat_id, message["message_id"]))
         self.updates.append({"update_id": next(self._ids), "message": message})
+        return int(message["message_id"])
+
+    def replies_to(self, chat_id: int, message_id: int) -> list[str]:
+        """The texts the bot sent to chat_id as replies to message_id, in order."""
+        return [m["text"] for m in self.sent if m["chat_id"] == chat_id
+                and (m.get("reply_parameters") or {}).get("message_id") == message_id]  # fmt: skip
 
 
 def _ok(result: Any) -> web.Response:
@@ -64,8 +89,16 @@ def telegram_app(state: TelegramState) -> web.Application:
                 for button in row:
                     if len(button.get("callback_data", "").encode()) > 64:
                         return _fail(400, "Bad Request: BUTTON_DATA_INVALID")
+            if len(str(params["text"]).encode("utf-16-le")) // 2 > TEXT_LIMIT:
+                return _fail(400, "Bad Request: message is too long")
+            reply = params.get("reply_parameters") or {}
+            known = (params["chat_id"], reply.get("message_id")) in state.messages
+            if reply and not known and not reply.get("allow_sending_without_reply"):
+                return _fail(400, "Bad Request: message to be replied not found")
             state.sent.append(params)
-            return _ok({"message_id": next(state._ids), "chat": {"id": params["chat_id"]}, "date": 0, "text": params["text"]})
+            message_id = next(state._ids)
+            state.messages.add((params["chat_id"], message_id))
+            return _ok({"message_id": message_id, "chat": {"id": params["chat_id"]}, "date": 0, "text": params["text"]})
         if name == "getUpdates":
             offset = int(params.get("offset", 0))
             state.updates = [u for u in state.updates if u["update_id"] >= offset]
