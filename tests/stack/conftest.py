@@ -23,7 +23,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -90,6 +90,9 @@ class StackProject:
     mock_port: int
     redis_port: int
     qdrant_port: int
+    http_port: int  # Caddy's 80 and 443
+    https_port: int
+    overrides: tuple[str, ...] = field(default=("compose.standin.yml",), kw_only=True)  # a module may add its own
 
     @property
     def settings(self) -> Settings:
@@ -102,8 +105,7 @@ class StackProject:
             str(self.dir),
             "-f",
             str(self.dir / "docker-compose.vps.yml"),
-            "-f",
-            str(self.dir / "compose.standin.yml"),
+            *(arg for name in self.overrides for arg in ("-f", str(self.dir / name))),
             "--env-file",
             str(self.dir / "vps.env"),
             "-p",
@@ -131,8 +133,20 @@ services:
       - "127.0.0.1:{redis_port}:6379"
   caddy:
     image: {caddy}
+    environment:
+      # the official image's data and config directories (source: caddyserver/caddy-docker 2.10/alpine/Dockerfile,
+      # ENV XDG_DATA_HOME /data): the stand-in keeps its certificates and internal CA on the caddy-data volume too
+      XDG_DATA_HOME: /data
+      XDG_CONFIG_HOME: /config
     healthcheck:
+      # the compose file's URL with GET: the stand-in's wget is Debian's GNU wget, whose --spider sends HEAD, which
+      # Caddy's admin API refuses (405); the official image's busybox wget sends GET with --spider too (source:
+      # busybox networking/wget.c, download_one_url: "POST" or "GET", nothing else)
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]
       interval: 2s
+    ports: !override
+      - "127.0.0.1:{http_port}:80"
+      - "127.0.0.1:{https_port}:443"
   litellm:
     image: {litellm}
     # LiteLLM's database features need Prisma's engine, which cannot be fetched here: no DATABASE_URL.
@@ -215,15 +229,14 @@ services:
 """
 
 
-@pytest.fixture
-def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
+def new_stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
     """A project copy using the stand-ins: vps.env generated, the fakes started, torn down with its volumes."""
     target = tmp_path / "project"
     target.mkdir()
     for name in PROJECT_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
-    ports = (free_port() for _ in range(5))
+    ports = (free_port() for _ in range(7))
     project = StackProject(target, f"aistack-test-{uuid.uuid4().hex[:8]}", *ports)
     (target / "compose.standin.yml").write_text(
         OVERRIDE.format(
@@ -233,6 +246,8 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
             mock_port=project.mock_port,
             redis_port=project.redis_port,
             qdrant_port=project.qdrant_port,
+            http_port=project.http_port,
+            https_port=project.https_port,
             **images,
         )
     )
@@ -263,3 +278,14 @@ def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProje
         yield project
     finally:
         project.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+
+
+@pytest.fixture
+def stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
+    yield from new_stack_project(images, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_stack_project(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProject]:
+    """One stack_project shared by a module's tests, for modules whose tests only read the stack."""
+    yield from new_stack_project(images, tmp_path_factory.mktemp("stack"))
