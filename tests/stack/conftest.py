@@ -139,10 +139,6 @@ services:
       XDG_DATA_HOME: /data
       XDG_CONFIG_HOME: /config
     healthcheck:
-      # the compose file's URL with GET: the stand-in's wget is Debian's GNU wget, whose --spider sends HEAD, which
-      # Caddy's admin API refuses (405); the official image's busybox wget sends GET with --spider too (source:
-      # busybox networking/wget.c, download_one_url: "POST" or "GET", nothing else)
-      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]
       interval: 2s
     ports: !override
       - "127.0.0.1:{http_port}:80"
