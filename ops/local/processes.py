@@ -49,6 +49,7 @@ def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path |
     error (a refused connection while it starts) means not ready yet.
     """
     deadline = time.monotonic() + timeout
+    pause = 0.01  # doubling to 0.2 s: a fast start is seen at once, a slow one is not polled in a busy loop
     while time.monotonic() < deadline:
         try:
             if ready():
@@ -57,7 +58,8 @@ def wait_until(ready: Callable[[], bool], timeout: float, what: str, log: Path |
             raise
         except Exception:
             pass
-        time.sleep(0.2)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
     raise ServiceError(f"{what} did not become ready in {timeout:.0f} s{_tail(log)}")
 
 
@@ -260,8 +262,12 @@ class RedisServer(_Service):
             ]
         )
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        client = redis.Redis(host=LOOPBACK, port=self.port, password=self.password, socket_timeout=2)
+        # one try per probe (wait_until polls): redis-py's default retries a refused connection with backoff, seconds
+        # in which a redis-server that exited at start is not noticed
+        client = redis.Redis(host=LOOPBACK, port=self.port, password=self.password, socket_timeout=2, retry=Retry(NoBackoff(), 0))
         wait_until(lambda: self._check_alive() and bool(client.ping()), 30, "redis-server", self.log)
         client.close()
         return self
@@ -417,6 +423,7 @@ class N8nServer(_Service):
             "N8N_PORT": str(self.port),
             "N8N_LISTEN_ADDRESS": LOOPBACK,
             "N8N_RUNNERS_ENABLED": "true",
+            "N8N_RUNNERS_MAX_OLD_SPACE_SIZE": "128",  # as docker-compose.vps.yml: the task runner's heap
             "NODE_OPTIONS": "--max-old-space-size=384",
         }
         self._spawn([*self.cli_argv(), "start"], env)

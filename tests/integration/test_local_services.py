@@ -12,6 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ops import tools
 from ops.errors import ServiceError
@@ -97,7 +99,10 @@ class ComposeRedis:
             self.proc.wait(30)
 
     def client(self, password: str | None = None) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password if password is None else password, socket_timeout=5)
+        """A client that tries once: redis-py retries an AuthenticationError (a ConnectionError) with backoff,
+        4 s per refused password, and nothing here needs a retry."""
+        password = self.password if password is None else password
+        return redis.Redis(port=self.port, password=password, socket_timeout=5, retry=Retry(NoBackoff(), 0))
 
 
 @pytest.fixture
