@@ -86,8 +86,8 @@ def run_memory_bench(
 ) -> list[MemoryRow]:
     """Start each service, measure idle RSS and peak RSS under a fixed load; return one row each.
 
-    n8n is measured when node and n8n_dir are given. Raise ServiceError if a
-    service or a load tool fails.
+    n8n is measured when node and n8n_dir are given or scripts/install-n8n.sh installed it (ops.tools),
+    idle and while the routing workflow serves tasks. Raise ServiceError if a service or a load tool fails.
     """
     rows: list[MemoryRow] = []
     with contextlib.ExitStack() as stack:
@@ -185,18 +185,43 @@ def run_memory_bench(
             )
         )
 
-        if node is not None and n8n_dir is not None:
-            n8n = stack.enter_context(N8nServer(node, n8n_dir, postgres, passwords["n8n"]))
+        installed = (node, n8n_dir) if node is not None and n8n_dir is not None else tools.n8n_install()
+        if installed is not None:
+            n8n = stack.enter_context(N8nServer(*installed, postgres, passwords["n8n"]))
+            url, headers = _routing_workflow(settings, n8n, gateway)
+            tasks = max(requests // 10, concurrency)
             rows.append(
                 _measure(
                     "n8n",
                     lambda: n8n.pid,
-                    f"/healthz/readiness (checks its database), {concurrency} concurrent x {requests}",
-                    lambda: closed_loop(f"{n8n.url}/healthz/readiness", requests, concurrency),
+                    f"the routing workflow (webhook, Code, LiteLLM, mock), {concurrency} concurrent x {tasks} tasks",
+                    lambda: _served(
+                        closed_loop(url, tasks, concurrency, "POST", {"task": "Explain the memory budget."}, headers)
+                    ),
                     max(settle, 45.0),  # start-up (migrations, task runner) peaks near 700 MB, then GC settles
                 )
             )
     return rows
+
+
+def _served(result: LoadResult) -> LoadResult:
+    """Given the workflow's load, return it. Raise ServiceError if requests failed: memory under errors means little."""
+    if result.errors:
+        raise ServiceError(f"the routing workflow failed {result.errors} of {result.requests} tasks: {result.error_samples[:2]}")
+    return result
+
+
+def _routing_workflow(settings: Settings, n8n: N8nServer, gateway: LiteLLMServer) -> tuple[str, dict[str, str]]:
+    """Deploy workflows/litellm-router.json into n8n against gateway, as slice 4 does; return its URL and headers."""
+    import secrets
+
+    from ops.workflows import router
+    from ops.workflows.n8n import LocalN8n, deploy
+
+    key = secrets.token_hex(16)
+    workflow = router.for_n8n(router.load_workflow(router.workflow_path(settings)), gateway.url)
+    deploy(LocalN8n(n8n), workflow, router.credentials(key, gateway.master_key, gateway.url))
+    return f"{n8n.url}/webhook/{router.WEBHOOK_PATH}", {router.WEBHOOK_HEADER: key}
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ running n8n does not see them until it restarts (source: n8n 2.40.7
 dist/commands/publish/workflow.js, "Please restart n8n for changes to take
 effect"), so a change ends with a restart. The CLI runs in its own container
 (``docker compose run --rm``), not with ``exec`` inside the running one: a
-second n8n process there would share the 768 MB limit with the server.
+second n8n process there would share the server's memory limit.
 
 Idempotent: what n8n holds is exported and compared first (credentials
 decrypted, in memory only); nothing is imported, published or restarted

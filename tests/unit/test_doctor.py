@@ -70,7 +70,7 @@ BROKEN: dict[str, Broken] = {
     "placeholder secret": (with_env("REDIS_PASSWORD=changeme"), "secrets", "REDIS_PASSWORD is a placeholder"),
     "weak secret": (with_env("POSTGRES_PASSWORD=short1"), "secrets", "POSTGRES_PASSWORD is weak"),
     "vps.env readable by others": (with_env("", mode=0o644), "secrets", "mode 644"),
-    "over the memory budget": (edit(COMPOSE, "memory: 768M", "memory: 2400M"), "memory", "over the budget of 3424 MB"),
+    "over the memory budget": (edit(COMPOSE, "memory: 1024M", "memory: 2400M"), "memory", "over the budget of 3424 MB"),
     "service without memory limit": (
         edit(COMPOSE, "    deploy:\n      resources:\n        limits:\n          memory: 256M\n", ""),
         "memory",
@@ -173,7 +173,7 @@ def test_cli_json_reports_memory_and_exits_non_zero_on_error(project: Path) -> N
     proc = run_ops("doctor", "--project-dir", str(project), "--json", "--rule", "images", "--rule", "memory")
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["memory"]["total_mb"] == 2016  # the core: Langfuse is off by default (Langfuse Cloud)
+    assert data["memory"]["total_mb"] == 2272  # the core: Langfuse is off by default (Langfuse Cloud)
     assert data["memory"]["budget_mb"] == 3424
     assert [f["rule"] for f in data["findings"] if f["severity"] == "error"] == ["images"]
 
@@ -195,7 +195,7 @@ def test_core_profile_only_counts_core_services(project: Path) -> None:
     report = run_doctor(load_settings(project), ["memory"])
     assert report.memory is not None
     assert report.memory.enabled_profiles == ()
-    assert report.memory.total_mb == 64 + 320 + 160 + 448 + 768 + 256  # the observer is in profile events
+    assert report.memory.total_mb == 64 + 320 + 160 + 448 + 1024 + 256  # the observer is in profile events
 
 
 def test_only_the_rules_that_run_programs_look_for_them(monkeypatch: pytest.MonkeyPatch) -> None:

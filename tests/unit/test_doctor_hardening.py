@@ -136,7 +136,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
             FILLED + "\nCOMPOSE_PROFILES=langfuse\nLANGFUSE_HOST=http://langfuse-web:3000\nLANGFUSE_GCS_BUCKET=aistack-lf-1234"
         ),
         "memory",
-        "profile core+langfuse: limits total 7136 MB, over the budget of 3424 MB (4096 MB VM less 672 MB for the OS "
+        "profile core+langfuse: limits total 7392 MB, over the budget of 3424 MB (4096 MB VM less 672 MB for the OS "
         "and Docker); fix: send traces to Langfuse Cloud instead",
     ),
     "langfuse profile names a VM size": (
@@ -144,7 +144,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
             FILLED + "\nCOMPOSE_PROFILES=langfuse\nLANGFUSE_HOST=http://langfuse-web:3000\nLANGFUSE_GCS_BUCKET=aistack-lf-1234"
         ),
         "memory",
-        "a VM with at least 7808 MB (VM_MEMORY_MB; an e2-standard-2 has 8192); or SWAP_ALLOWANCE_MB=3712 after measuring",
+        "a VM with at least 8064 MB (VM_MEMORY_MB; an e2-standard-2 has 8192); or SWAP_ALLOWANCE_MB=3968 after measuring",
     ),
     "swap allowance bigger than the VM": (
         with_env(FILLED + "\nSWAP_ALLOWANCE_MB=5000"),
@@ -155,7 +155,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "litellm database on 4 GB": (
         with_litellm_database,
         "memory",
-        "profile core: limits total 3616 MB, over the budget of 3424 MB",
+        "profile core: limits total 3872 MB, over the budget of 3424 MB",
     ),
     "monthly stop only in max_budget": (daily_provider_budgets, "gateway", "have no 30-day budget"),
     "30-day budgets over the monthly stop": (
@@ -225,7 +225,7 @@ def test_langfuse_profile_fits_an_8_gb_vm(project: Path) -> None:
     )(project)
     report = run_doctor(load_settings(project), ["memory", "gateway"])
     assert report.ok, report.findings
-    assert report.memory is not None and report.memory.total_mb == 7136
+    assert report.memory is not None and report.memory.total_mb == 7392
 
 
 def test_measured_swap_allowance_lets_a_profile_fit_and_is_flagged(project: Path) -> None:
@@ -234,7 +234,7 @@ def test_measured_swap_allowance_lets_a_profile_fit_and_is_flagged(project: Path
         env.write("SWAP_ALLOWANCE_MB=512\n")
     report = run_doctor(load_settings(project), ["memory"])
     assert report.ok, report.findings
-    assert report.memory is not None and report.memory.budget_mb == 3424 + 512 and report.memory.total_mb == 3616
+    assert report.memory is not None and report.memory.budget_mb == 3424 + 512 and report.memory.total_mb == 3872
     assert any("keep a swap file at least that big" in f.message for f in report.findings if f.severity == "warning")
 
 
