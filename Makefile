@@ -67,7 +67,7 @@ unit: install
 integration: system install clients
 	$(BIN)/pytest tests/integration
 
-stack: system-stack install
+stack: system-stack install $(N8N_STAMP)
 	$(BIN)/pytest tests/stack
 
 # make slice-N: plan, confirm, apply (which verifies, and rolls back if verify fails)

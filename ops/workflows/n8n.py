@@ -107,14 +107,17 @@ class ComposeN8n:
 
     def restart(self, webhook: str) -> None:
         self.compose.run("restart", self.service, timeout=300)
-        # the image's busybox wget (its healthcheck's): exit 0 on 2xx, else "server returned error: HTTP/1.1 403 ..."
-        url = f"http://127.0.0.1:5678/webhook/{webhook}"
-        probe = ("exec", "-T", self.service, "wget", "-q", "-O", "/dev/null", "--post-data", "", url)
+        # the container's own Node (fetch is built in) prints the webhook's status, 0 while nothing answers
+        script = (
+            f"fetch('http://127.0.0.1:5678/webhook/{webhook}', {{method: 'POST'}})"
+            ".then((r) => console.log(r.status), () => console.log(0))"
+        )
+        probe = ("exec", "-T", self.service, "node", "-e", script)
 
         def status() -> int | None:
             proc = self.compose.run(*probe, check=False, timeout=30)
-            found = re.search(r"HTTP/[\d.]+ (\d{3})", proc.stderr)
-            return 200 if proc.returncode == 0 else int(found.group(1)) if found else None
+            found = re.fullmatch(r"\s*(\d{3})\s*", proc.stdout)
+            return int(found.group(1)) if proc.returncode == 0 and found else None
 
         _wait_registered(status, webhook)
 
