@@ -79,6 +79,19 @@ def secrets_init(project_dir: Path, dry_run: bool) -> None:
     click.echo("next: set the domains, ACME_EMAIL and your provider keys in it, then run `ops doctor`")
 
 
+@secrets.command("add-missing")
+@project_dir_option
+@click.option("--dry-run", is_flag=True, help="Name what would be added; write nothing.")
+def secrets_add_missing(project_dir: Path, dry_run: bool) -> None:
+    """Append generated values for secrets an older vps.env lacks; never change one it has."""
+    from ops.secrets import add_missing_secrets
+
+    settings = load_settings(project_dir)
+    added = add_missing_secrets(settings.env_file, dry_run=dry_run)
+    verb = "would add" if dry_run else "added"
+    click.echo(f"{verb} {', '.join(added)} to {settings.env_file}" if added else f"{settings.env_file} lacks no secret")
+
+
 @main.command()
 @project_dir_option
 @click.option("--keep-running", is_flag=True, help="After the requests, keep the stack up until Ctrl-C.")

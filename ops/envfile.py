@@ -76,3 +76,18 @@ def write_private_file(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
+
+
+def replace_private_file(path: Path, text: str) -> None:
+    """Replace path's content with text atomically (a mode-600 temp file renamed over it).
+
+    A crash leaves either the old file or the new one whole, never half of each.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

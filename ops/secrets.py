@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
 
-from ops.envfile import format_env_value, parse_env_text, write_private_file
+from ops.envfile import format_env_value, parse_env_text, replace_private_file, write_private_file
 from ops.errors import ConfigError
 
 
@@ -79,7 +80,7 @@ def secret_problems(env: dict[str, str]) -> list[str]:
     for name in [*GENERATED, *DERIVED]:
         value = env.get(name)
         if value is None:
-            problems.append(f"{name} is missing")
+            problems.append(f"{name} is missing; `ops secrets add-missing` generates it")
         elif is_placeholder(value):
             problems.append(f"{name} is a placeholder ({value!r}); run `ops secrets init` on a fresh vps.env")
         elif name in GENERATED and len(value) < MIN_LENGTH:
@@ -188,6 +189,32 @@ def init_secrets(example: Path, target: Path, dry_run: bool = False) -> dict[str
     if not dry_run:
         write_private_file(target, text)
     return values
+
+
+def add_missing_secrets(target: Path, dry_run: bool = False) -> list[str]:
+    """Given an existing vps.env, append a generated value for each secret it lacks; return their names.
+
+    For a vps.env written before a release added a secret (N8N_WEBHOOK_SECRET, say). A secret
+    already there, even a placeholder, is left as it is: changing a live password or encryption key
+    would lock services out of their data. A missing derived secret (BASIC_AUTH_HASH) is derived from
+    its source, the existing one if there is one. The file is replaced atomically and stays mode 600.
+    Raise ConfigError if target does not exist or cannot be parsed.
+    """
+    if not target.exists():
+        raise ConfigError(f"{target} does not exist; `ops secrets init` writes a new one")
+    text = target.read_text(encoding="utf-8")
+    env = parse_env_text(text, target.name)
+    fresh = generate_secrets()
+    sources_in_use = {source for name, (source, _) in DERIVED.items() if name in env}  # a hash made from a password
+    added = {name: fresh[name] for name in GENERATED if name not in env and name not in sources_in_use}
+    for name, (source, derive) in DERIVED.items():
+        if name not in env:
+            added[name] = derive(env.get(source) or added.get(source) or fresh[source])
+    if added and not dry_run:
+        lines = [f"{name}={format_env_value(value)}" for name, value in added.items()]
+        stamp = f"# added by `ops secrets add-missing` on {time.strftime('%Y-%m-%d')}"
+        replace_private_file(target, text.rstrip("\n") + "\n\n" + stamp + "\n" + "\n".join(lines) + "\n")
+    return list(added)
 
 
 def scratch_project(example: Path, directory: Path) -> Path:

@@ -6,7 +6,16 @@ import pytest
 from ops.config import load_settings
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
-from ops.secrets import DERIVED, GENERATED, generate_secrets, init_secrets, is_placeholder, secret_problems
+from ops.secrets import (
+    DERIVED,
+    GENERATED,
+    add_missing_secrets,
+    generate_secrets,
+    init_secrets,
+    is_placeholder,
+    secret_problems,
+)
+from tests.unit.cli import run_ops
 from tests.unit.conftest import REAL_GENSALT
 
 
@@ -84,3 +93,51 @@ def test_the_basic_auth_hash_is_bcrypt_at_cost_12(monkeypatch: pytest.MonkeyPatc
     values = generate_secrets()
     assert values["BASIC_AUTH_HASH"].startswith("$2b$12$")
     assert bcrypt.checkpw(values["BASIC_AUTH_PASSWORD"].encode(), values["BASIC_AUTH_HASH"].encode())
+
+
+def _older_env(project: Path, *dropped: str) -> Path:
+    """A vps.env written by an older release: generated, then without the secrets named."""
+    settings = load_settings(project)
+    init_secrets(settings.env_example, settings.env_file)
+    kept = [line for line in settings.env_file.read_text().splitlines() if line.split("=", 1)[0] not in dropped]
+    settings.env_file.write_text("\n".join(kept) + "\n")
+    settings.env_file.chmod(0o600)
+    return settings.env_file
+
+
+def test_add_missing_appends_only_what_an_older_env_lacks(project: Path) -> None:
+    env_file = _older_env(project, "N8N_WEBHOOK_SECRET", "QDRANT_API_KEY")
+    before_text, before = env_file.read_text(), read_env_file(env_file)
+    assert "N8N_WEBHOOK_SECRET is missing; `ops secrets add-missing` generates it" in secret_problems(before)
+
+    assert add_missing_secrets(env_file) == ["N8N_WEBHOOK_SECRET", "QDRANT_API_KEY"]
+    after = read_env_file(env_file)
+    assert env_file.read_text().startswith(before_text.rstrip("\n"))  # every line kept as it was
+    assert {k: after[k] for k in before} == before  # no existing secret changed
+    assert secret_problems(after) == []
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert add_missing_secrets(env_file) == []  # a second run adds nothing
+    assert read_env_file(env_file) == after
+
+
+def test_add_missing_keeps_a_placeholder_and_a_hash_whose_password_is_gone(project: Path) -> None:
+    env_file = _older_env(project, "BASIC_AUTH_PASSWORD")
+    env_file.write_text(env_file.read_text().replace("REDIS_PASSWORD=", "REDIS_PASSWORD=changeme#", 1))
+    hashed = read_env_file(env_file)["BASIC_AUTH_HASH"]
+    assert add_missing_secrets(env_file) == []  # the hash stays the operator's; a new password would not match it
+    assert read_env_file(env_file)["BASIC_AUTH_HASH"] == hashed
+    assert read_env_file(env_file)["REDIS_PASSWORD"].startswith("changeme")  # a live password is never replaced
+
+
+def test_add_missing_dry_run_and_no_env(project: Path) -> None:
+    env_file = _older_env(project, "N8N_WEBHOOK_SECRET")
+    text = env_file.read_text()
+    assert run_ops("secrets", "add-missing", "--dry-run", "--project-dir", str(project)).stdout.startswith(
+        "would add N8N_WEBHOOK_SECRET to "
+    )
+    assert env_file.read_text() == text
+    ran = run_ops("secrets", "add-missing", "--project-dir", str(project))
+    assert ran.returncode == 0 and "added N8N_WEBHOOK_SECRET" in ran.stdout
+    env_file.unlink()
+    with pytest.raises(ConfigError, match="does not exist; `ops secrets init` writes a new one"):
+        add_missing_secrets(env_file)
