@@ -185,7 +185,9 @@ def slice_command(
     from ops.slices import engine
 
     runtime = engine.Runtime.for_settings(load_settings(project_dir))
-    if action in ("apply", "rollback") and not (yes or dry_run):
+    if action == "rollback" and not yes:
+        click.confirm(engine.rollback_warning(runtime.settings, number), abort=True)
+    elif action == "apply" and not (yes or dry_run):
         click.confirm(f"{action} slice {number}?", abort=True)
     result: Any
     try:

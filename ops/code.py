@@ -37,7 +37,9 @@ from ops.gateway.litellm_config import deployments, load_config
 from ops.gateway.routing import Route, load_rules
 
 PROVIDER = "aistack"  # OpenCode's provider id for the gateway, as in clients/opencode/opencode.json
-KEY_ENV = "AISTACK_GATEWAY_KEY"  # how the key reaches OpenCode: its environment, read by {env:...} in the config
+KEY_FILE = "gateway.key"  # beside the config, mode 600, read by {file:...}: not in OpenCode's environment, which its
+# shell tool hands to every command the model runs (an `env` would put the key in the model's context)
+KEY_REF = "{file:%s}"  # filled with the key file's absolute path when written
 KEY_ALIAS = "opencode"
 LITELLM_DB_OVERRIDE = "docker-compose.litellm-db.yml"
 DEFAULT_GATEWAY = "http://127.0.0.1:4000"
@@ -231,7 +233,7 @@ def opencode_config(groups: list[str], gateway: Gateway, model: str) -> dict[str
     """Given the model groups, the gateway and the chosen group, return OpenCode's config (it holds no key).
 
     source: opencode.ai/docs/providers (custom provider: npm @ai-sdk/openai-compatible, options.baseURL,
-    options.apiKey with {env:VAR}), opencode.ai/docs/config (enabled_providers, small_model, share, autoupdate)
+    options.apiKey), opencode.ai/docs/config (variables: {file:path}; enabled_providers, small_model, share, autoupdate)
     """
     return {
         "$schema": "https://opencode.ai/config.json",
@@ -239,7 +241,7 @@ def opencode_config(groups: list[str], gateway: Gateway, model: str) -> dict[str
             PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "AI stack gateway (LiteLLM)",
-                "options": {"baseURL": gateway.openai_base, "apiKey": f"{{env:{KEY_ENV}}}"},
+                "options": {"baseURL": gateway.openai_base, "apiKey": KEY_REF},
                 "models": {group: {"name": group} for group in groups},
             }
         },
@@ -309,23 +311,30 @@ def plan_code(
 
 
 @contextlib.contextmanager
-def private_config(config: dict[str, Any]) -> Iterator[Path]:
-    """Write config to opencode.json (mode 600) in a new private (700) temp directory; remove both on exit."""
+def private_config(config: dict[str, Any], key: str) -> Iterator[Path]:
+    """Write config to opencode.json and key beside it (both mode 600) in a new private (700) temp directory;
+    point the config's KEY_REF at the key file; remove all on exit. Return the config's path."""
     with tempfile.TemporaryDirectory(prefix="ops-code-") as directory:
+        key_file = Path(directory) / KEY_FILE
+        _write_private(key_file, key)
+        text = json.dumps(config, indent=2).replace(json.dumps(KEY_REF), json.dumps(KEY_REF % key_file))
         path = Path(directory) / "opencode.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(config, handle, indent=2)
+        _write_private(path, text)
         yield path
 
 
-def _child_env(base: Mapping[str, str], config: Path, key: str) -> dict[str, str]:
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _child_env(base: Mapping[str, str], config: Path) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k != "OPENCODE_CONFIG_CONTENT"}  # inline config would override ours
     node = tools.node()  # the project's OpenCode installs its provider package with npm on first use
     if node is not None:
         env["PATH"] = f"{Path(node).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
     env["OPENCODE_CONFIG"] = str(config)
-    env[KEY_ENV] = key
     return env
 
 
@@ -361,14 +370,12 @@ def run_code(
     echo(f"gateway: {plan.gateway.openai_base}, key: {plan.key.note}")
     if dry_run:
         echo(f"would run: {shlex.join(plan.argv)}")
-        echo(f"with OPENCODE_CONFIG (written to a private temp file, mode 600; the key is passed as {KEY_ENV}):")
+        echo(f"with OPENCODE_CONFIG (a private temp file, mode 600; the key in {KEY_FILE} beside it, mode 600):")
         echo(json.dumps(plan.config, indent=2))
         return 0
-    with private_config(plan.config) as config:
+    with private_config(plan.config, plan.key.value) as config:
         try:
-            proc = subprocess.Popen(
-                plan.argv, env=_child_env(os.environ if env is None else env, config, plan.key.value), cwd=cwd
-            )
+            proc = subprocess.Popen(plan.argv, env=_child_env(os.environ if env is None else env, config), cwd=cwd)
         except OSError as exc:
             raise CodeError(f"OpenCode ({plan.argv[0]}) did not start: {exc}") from exc
         with proc:

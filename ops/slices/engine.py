@@ -389,6 +389,24 @@ def latest_snapshot(settings: Settings, number: int) -> Path:
     return settings.snapshots_dir / pick_rollback_snapshot(number, list_snapshots(settings, number))
 
 
+def rollback_warning(settings: Settings, number: int) -> str:
+    """Given a slice, return what its rollback would replace, for the operator's confirmation.
+
+    A slice with databases (1: litellm, 4: n8n) restores them whole from its apply's snapshot:
+    what anyone wrote to them since (keys and spend, workflows, credentials, executions) goes
+    with it. Raise OpsError if there is no snapshot to roll back to.
+    """
+    snapshot = latest_snapshot(settings, number)
+    databases = get_slice(number).DATABASES
+    if not databases:
+        return f"rollback slice {number} to {snapshot.name}?"
+    return (
+        f"rollback slice {number} to {snapshot.name}? This restores the database(s) {', '.join(databases)} "
+        f"as they were then: everything written to them since is replaced (the current state is kept as a "
+        f"before-rollback snapshot for {BEFORE_ROLLBACK_DAYS} days)."
+    )
+
+
 @dataclass
 class Pruning:
     """What pruning one slice's snapshots decided: the names to delete, and a line for the operator on each

@@ -72,14 +72,16 @@ def _parse_export(kind: Kind, ident: str, status: int, text: str, log: str) -> l
         raise ServiceError(f"n8n export:{kind} --id={ident} failed: {log.strip()[-400:]}")
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise ServiceError(f"n8n export:{kind} --id={ident} printed no JSON: {text[:200]!r}") from exc
+    except ValueError:
+        shown = "(not shown: it holds decrypted credentials)" if kind == "credentials" else repr(text[:200])
+        raise ServiceError(f"n8n export:{kind} --id={ident} printed no JSON: {shown}") from None
     return data if isinstance(data, list) else [data]
 
 
-# in the one-off container: export to a private temp file (credentials are decrypted), print it, delete it
+# in the one-off container: export to a private temp file (credentials are decrypted), print it, delete it;
+# in memory (/dev/shm) where there is one, so a container killed mid-export leaves nothing on disk
 _EXPORT_SCRIPT = (
-    'f=$(mktemp) && n8n "export:$1" --id="$2" $3 --output="$f" >"$f.log" 2>&1; s=$?; '
+    'f=$(mktemp -p /dev/shm 2>/dev/null || mktemp) && n8n "export:$1" --id="$2" $3 --output="$f" >"$f.log" 2>&1; s=$?; '
     'if [ $s -eq 0 ]; then cat "$f"; else cat "$f.log" >&2; fi; rm -f "$f" "$f.log"; exit $s'
 )
 

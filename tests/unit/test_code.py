@@ -126,18 +126,24 @@ def test_the_config_offers_only_the_gateway_and_holds_no_key(code_project: Path)
     config = opencode_config(GROUPS, gateway_of(settings), "cheap")
     provider = config["provider"]["aistack"]
     assert provider["npm"] == "@ai-sdk/openai-compatible"
-    assert provider["options"] == {"baseURL": "http://gateway.test:4000/v1", "apiKey": "{env:AISTACK_GATEWAY_KEY}"}
+    assert provider["options"] == {"baseURL": "http://gateway.test:4000/v1", "apiKey": "{file:%s}"}
     assert list(provider["models"]) == GROUPS
     assert config["enabled_providers"] == ["aistack"]
     assert (config["model"], config["small_model"]) == ("aistack/cheap", "aistack/cheap")
     assert MASTER not in json.dumps(config)
 
 
-def test_the_config_file_is_private_and_removed(tmp_path: Path) -> None:
-    with private_config({"model": "aistack/cheap"}) as path:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+def test_the_config_file_is_private_and_removed(code_project: Path) -> None:
+    config = opencode_config(GROUPS, gateway_of(load_settings(code_project)), "cheap")
+    with private_config(config, MASTER) as path:
+        key_file = path.parent / "gateway.key"
+        for private in (path, key_file):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-        assert json.loads(path.read_text()) == {"model": "aistack/cheap"}
+        written = json.loads(path.read_text())
+        # the key is read from its own file (not OpenCode's environment, which its shell tool hands on)
+        assert written["provider"]["aistack"]["options"]["apiKey"] == f"{{file:{key_file}}}"
+        assert key_file.read_text() == MASTER and MASTER not in path.read_text()
     assert not path.parent.exists()
 
 

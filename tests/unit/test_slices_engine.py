@@ -228,3 +228,13 @@ def test_the_output_says_how_long_what_a_rollback_replaced_is_kept_and_what_prun
     lines = slice_result_text(report.to_dict()).splitlines()
     assert "  what it replaced is saved in b-slice01-before-rollback (kept 30 days)" in lines
     assert f"  note: {note}" in lines
+
+
+def test_the_rollback_prompt_names_the_databases_it_replaces_and_the_snapshot(settings: Settings) -> None:
+    make_snapshot(settings, "20261120T100000000000Z-slice01-apply")
+    warning = engine.rollback_warning(settings, 1)
+    assert warning.startswith("rollback slice 1 to 20261120T100000000000Z-slice01-apply? ")
+    assert "restores the database(s) litellm as they were then: everything written to them since is replaced" in warning
+    assert "before-rollback snapshot for 30 days" in warning
+    with pytest.raises(OpsError, match="slice 2"):
+        engine.rollback_warning(settings, 2)  # no snapshot: the same clear error as the rollback itself

@@ -110,3 +110,15 @@ def test_slice_4_without_n8n_settings_fails_naming_them() -> None:
     checks = get_slice(4).verify(Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk"))
     assert [c.ok for c in checks] == [False]
     assert "N8N_DOMAIN" in checks[0].detail and "N8N_WEBHOOK_SECRET" in checks[0].detail
+
+
+def test_an_unreadable_credentials_export_is_not_shown_in_the_error() -> None:
+    from ops.errors import ServiceError
+    from ops.workflows.n8n import _parse_export
+
+    secret = '[{"data": {"token": "sk-decrypted-secret"}'  # cut short: not JSON
+    with pytest.raises(ServiceError, match=r"printed no JSON: \(not shown: it holds decrypted credentials\)$") as raised:
+        _parse_export("credentials", "c1", 0, secret, "")
+    assert "sk-decrypted" not in str(raised.value) and raised.value.__cause__ is None
+    with pytest.raises(ServiceError, match=r"export:workflow --id=w1 printed no JSON: 'oops'$"):
+        _parse_export("workflow", "w1", 0, "oops", "")
