@@ -90,6 +90,8 @@ def secrets_add_missing(project_dir: Path, dry_run: bool) -> None:
     added = add_missing_secrets(settings.env_file, dry_run=dry_run)
     verb = "would add" if dry_run else "added"
     click.echo(f"{verb} {', '.join(added)} to {settings.env_file}" if added else f"{settings.env_file} lacks no secret")
+    if added and not dry_run:
+        click.echo("containers read vps.env when created: the slice or deploy that uses a new secret recreates them")
 
 
 @main.command()

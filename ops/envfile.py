@@ -81,8 +81,11 @@ def write_private_file(path: Path, text: str) -> None:
 def replace_private_file(path: Path, text: str) -> None:
     """Replace path's content with text atomically (a mode-600 temp file renamed over it).
 
-    A crash leaves either the old file or the new one whole, never half of each.
+    A crash leaves either the old file or the new one whole, never half of each. A symlink is
+    followed (its target is replaced, the link kept); the file keeps its owner (when run as root).
     """
+    path = path.resolve()
+    owner = path.stat()
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -90,4 +93,6 @@ def replace_private_file(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+        if os.geteuid() == 0:  # `sudo ops ...` must not leave the operator a vps.env only root can read
+            os.fchown(handle.fileno(), owner.st_uid, owner.st_gid)
     os.replace(tmp, path)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import bcrypt
@@ -141,3 +142,18 @@ def test_add_missing_dry_run_and_no_env(project: Path) -> None:
     env_file.unlink()
     with pytest.raises(ConfigError, match="does not exist; `ops secrets init` writes a new one"):
         add_missing_secrets(env_file)
+
+
+def test_add_missing_follows_a_symlinked_env_and_keeps_its_owner(project: Path) -> None:
+    env_file = _older_env(project, "N8N_WEBHOOK_SECRET")
+    real = project / "secrets" / "vps.env"
+    real.parent.mkdir()
+    env_file.rename(real)
+    env_file.symlink_to(real)
+    owner = (real.stat().st_uid, real.stat().st_gid)
+    if os.geteuid() == 0:  # as root (CI), the file must stay its owner's, not become root's
+        os.chown(real, 12345, 12345)
+        owner = (12345, 12345)
+    assert add_missing_secrets(env_file) == ["N8N_WEBHOOK_SECRET"]
+    assert env_file.is_symlink() and "N8N_WEBHOOK_SECRET" in read_env_file(real)
+    assert (real.stat().st_uid, real.stat().st_gid) == owner and real.stat().st_mode & 0o777 == 0o600
