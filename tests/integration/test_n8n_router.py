@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ops.config import Settings, load_settings
 from ops.envfile import read_env_file
 from ops.journal import Psql
 from ops.local.demo import create_app_databases
-from ops.local.processes import LiteLLMServer, MockProviderServer, N8nServer, PostgresServer, RedisServer
+from ops.local.processes import LiteLLMServer, MockProviderServer, N8nServer, PostgresServer, RedisServer, wait_until
 from ops.runtime.compose import Compose
 from ops.secrets import init_secrets
 from ops.slices import engine, run_verify, slice_04
@@ -251,14 +250,14 @@ def test_the_webhook_needs_its_key(stack: Stack, control: MockControl, key: str)
 
 def test_the_trace_names_the_route_the_reason_and_the_model(stack: Stack, control: MockControl) -> None:
     answer = stack.post({"task": "Explain AI"}).json()
-    deadline = time.monotonic() + 20
     trace: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def generation_arrived() -> bool:  # LiteLLM sends traces in the background, after the answer
         response = httpx.get(f"{stack.langfuse.url}/api/public/traces/{answer['trace_id']}", auth=LANGFUSE_KEYS)
-        trace = response.json() if response.status_code == 200 else {}
-        if any(o["type"] == "GENERATION" for o in trace.get("observations", [])):
-            break
-        time.sleep(0.3)
+        trace.update(response.json() if response.status_code == 200 else {})
+        return any(o["type"] == "GENERATION" for o in trace.get("observations", []))
+
+    wait_until(generation_arrived, 20, "the trace's generation in Langfuse")
     generations = [o for o in trace.get("observations", []) if o["type"] == "GENERATION"]
     assert [g["model"] for g in generations] == ["openai/gpt-5.4-2026-03-05"]
     assert trace["name"] == "n8n litellm-route"
