@@ -14,6 +14,7 @@ from ops.errors import OpsError
 from ops.journal import Journal, Lock, lock_holder
 from ops.local.processes import wait_until
 from ops.slices import engine
+from tests.fakes.llm import MockControl
 from tests.stack.conftest import StackProject
 
 pytestmark = pytest.mark.stack
@@ -221,10 +222,18 @@ def test_sigterm_mid_apply_and_mid_drill_releases_the_lock_and_restores_the_key(
     assert engine.run_apply(runtime, 1).outcome in ("ok", "unchanged")  # resume: apply again
 
     real_key = litellm_openai_key(stack_project)
+    # OpenAI refuses the drill's key, as the real one does; the fallback (claude-3) answers slowly, so the
+    # signal lands while the key is broken however fast the drill recreates litellm, never after it ended
+    provider = MockControl(f"http://127.0.0.1:{stack_project.mock_port}")
+    provider.reset()  # no earlier call counts as the drill's
+    provider.set("openai", reject_keys=["sk-broken-by-ops-drill"])
+    provider.set("anthropic", latency_ms=120_000)
     drill = ops_slice("5", "--verify")
     wait_until(lambda: litellm_openai_key(stack_project) == "sk-broken-by-ops-drill", 300, "the drill to break the key")
+    wait_until(lambda: any(c["provider"] == "anthropic" for c in provider.calls()), 120, "the drill's fallback call")
     drill.send_signal(signal.SIGTERM)
     _, stderr = drill.communicate(timeout=600)
+    provider.reset()
     assert drill.returncode == 128 + signal.SIGTERM, stderr
     assert litellm_openai_key(stack_project) == real_key == "mock-openai-key"
     assert containers(stack_project)["litellm"]["State"] == "running"
