@@ -13,7 +13,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
-from ops.secrets import secret_problems
+from ops.secrets import is_placeholder, secret_problems
 
 COMPOSE_FILE = "docker-compose.vps.yml"
 LITELLM_CONFIG = "litellm-config.yaml"
@@ -21,6 +21,38 @@ CADDYFILE = "Caddyfile"
 ENV_FILE = "vps.env"
 ENV_EXAMPLE = "vps.env.example"
 ROUTING_RULES = "routing-rules.yaml"
+
+
+DEFAULT_ALERTS_STATE = "/var/lib/aistack/alerts.json"  # root's, as the cron job is: not in the project's .ops
+DEFAULT_DISK_PATHS = ("/var/lib/docker",)  # with the project's directory: the data root and the project's filesystem
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP relay alerts are mailed through (STARTTLS always), and who gets them."""
+
+    host: str
+    port: int
+    sender: str
+    recipients: tuple[str, ...]
+    user: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""  # a CA bundle to trust instead of the system's (a private relay; the tests' server)
+
+
+@dataclass(frozen=True)
+class TelegramAlertSettings:
+    """The bot of slices 4 and 6 and the chat alerts go to."""
+
+    token: str = field(repr=False)
+    chat_id: int
+    api: str = ""  # the Bot API's base; empty is Telegram's
+
+
+def _address(name: str, value: str) -> str:
+    if not value or "@" not in value or any(c.isspace() for c in value) or value.startswith("@") or value.endswith("@"):
+        raise ConfigError(f"{name} must be an e-mail address like alerts@example.org, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -85,6 +117,22 @@ class Settings:
             raise ConfigError(f"{name} must be a whole number of MB, got {raw!r}") from exc
 
     @property
+    def verify_time_factor(self) -> float:
+        """OPS_VERIFY_TIME_FACTOR: what the slices' time limits (the plan's "within 3 s") are multiplied by.
+
+        1 (the plan's limits) unless set; a test machine running every tier at once on 2 cores sets more.
+        Raise ConfigError if it is not a number of at least 1.
+        """
+        raw = self.effective_env.get("OPS_VERIFY_TIME_FACTOR", "").strip() or "1"
+        try:
+            factor = float(raw)
+        except ValueError:
+            factor = 0.0
+        if not factor >= 1 or factor == float("inf"):
+            raise ConfigError(f"OPS_VERIFY_TIME_FACTOR must be a number of at least 1, got {raw!r}")
+        return factor
+
+    @property
     def vm_memory_mb(self) -> int:
         return self._int("VM_MEMORY_MB")
 
@@ -111,6 +159,86 @@ class Settings:
     def profiles(self) -> tuple[str, ...]:
         raw = self.effective_env.get("COMPOSE_PROFILES", "")
         return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+    @property
+    def caddy_url(self) -> str:
+        """Where ops reaches Caddy on this machine (OPS_CADDY_URL; default https://127.0.0.1, its published 443).
+
+        Raise ConfigError naming OPS_CADDY_URL if it is not an http(s) URL.
+        """
+        url = (self.effective_env.get("OPS_CADDY_URL") or "https://127.0.0.1").rstrip("/")
+        check_url("OPS_CADDY_URL", url, ("http", "https"), "https://127.0.0.1")
+        return url
+
+    @property
+    def smtp(self) -> SmtpSettings | None:
+        """Return the SMTP relay for alerts, or None when OPS_SMTP_HOST is empty (no e-mail).
+
+        Raise ConfigError naming the variable: a port that is not 1-65535, a sender or recipient that is no
+        address, no recipient, or OPS_SMTP_USER without a password (or with a placeholder one).
+        """
+        env = self.effective_env
+        host = env.get("OPS_SMTP_HOST", "").strip()
+        if not host:
+            return None
+        raw_port = env.get("OPS_SMTP_PORT", "").strip() or "587"
+        if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+            raise ConfigError(f"OPS_SMTP_PORT must be a port number (587 for STARTTLS), got {raw_port!r}")
+        recipients = tuple(_address("OPS_SMTP_TO", r.strip()) for r in env.get("OPS_SMTP_TO", "").split(",") if r.strip())
+        if not recipients:
+            raise ConfigError("OPS_SMTP_TO is empty: name who gets the alerts (comma-separated addresses)")
+        user, password = env.get("OPS_SMTP_USER", "").strip(), env.get("OPS_SMTP_PASSWORD", "")
+        if user and is_placeholder(password):
+            raise ConfigError("OPS_SMTP_PASSWORD is empty or a placeholder while OPS_SMTP_USER is set: paste the relay's")
+        return SmtpSettings(
+            host=host,
+            port=int(raw_port),
+            sender=_address("OPS_SMTP_FROM", env.get("OPS_SMTP_FROM", "").strip()),
+            recipients=recipients,
+            user=user,
+            password=password if user else "",
+            ca_file=env.get("OPS_SMTP_CA_FILE", "").strip(),
+        )
+
+    @property
+    def alert_telegram(self) -> TelegramAlertSettings | None:
+        """Return the bot and chat alerts go to, or None without a bot token or a chat.
+
+        The chat is OPS_ALERT_TELEGRAM_CHAT, else the first of OPS_TELEGRAM_CHAT_IDS. Raise ConfigError naming
+        the variable if the chat is not a chat id (a number).
+        """
+        env = self.effective_env
+        token = env.get("OPS_TELEGRAM_BOT_TOKEN", "").strip()
+        name, chat = "OPS_ALERT_TELEGRAM_CHAT", env.get("OPS_ALERT_TELEGRAM_CHAT", "").strip()
+        if not chat:
+            name, chat = "OPS_TELEGRAM_CHAT_IDS", env.get("OPS_TELEGRAM_CHAT_IDS", "").split(",")[0].strip()
+        if not token or not chat:
+            return None
+        try:
+            chat_id = int(chat)
+        except ValueError:
+            raise ConfigError(f"{name}: {chat!r} is not a Telegram chat id (a number)") from None
+        return TelegramAlertSettings(token, chat_id, env.get("OPS_TELEGRAM_API", "").strip())
+
+    @property
+    def alerts_state_file(self) -> Path:
+        """Return where `ops alerts check` keeps its state (OPS_ALERTS_STATE, relative to the project, or root's default)."""
+        path = Path(self.effective_env.get("OPS_ALERTS_STATE", "").strip() or DEFAULT_ALERTS_STATE)
+        return path if path.is_absolute() else self.project_dir / path
+
+    @property
+    def alert_disk_paths(self) -> tuple[Path, ...]:
+        """Return the directories whose filesystems the disk alert watches (OPS_ALERT_DISK_PATHS, comma-separated).
+
+        Default: the project's directory and Docker's data root. Raise ConfigError if a named path is relative.
+        """
+        raw = [p.strip() for p in self.effective_env.get("OPS_ALERT_DISK_PATHS", "").split(",") if p.strip()]
+        if not raw:
+            return (self.project_dir, *(Path(p) for p in DEFAULT_DISK_PATHS))
+        for path in raw:
+            if not Path(path).is_absolute():
+                raise ConfigError(f"OPS_ALERT_DISK_PATHS names {path!r}: give absolute paths")
+        return tuple(Path(p) for p in raw)
 
     def require_safe_secrets(self) -> None:
         """Raise ConfigError if vps.env is missing or holds a placeholder or weak secret."""

@@ -49,6 +49,8 @@ class Target:
     # n8n as callers reach it (its webhooks) and the routing webhook's header-auth secret (slice 4)
     n8n_url: str = ""
     webhook_key: str = ""
+    # the plan's time limits are multiplied by this (OPS_VERIFY_TIME_FACTOR; 1 on the VM)
+    time_factor: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Target:
@@ -68,7 +70,18 @@ class Target:
             # the public webhook URL through Caddy (webhook paths carry their own auth), unless OPS_N8N_URL says otherwise
             n8n_url=env.get("OPS_N8N_URL") or (f"https://{env['N8N_DOMAIN']}" if env.get("N8N_DOMAIN") else ""),
             webhook_key=env.get("N8N_WEBHOOK_SECRET", ""),
+            time_factor=settings.verify_time_factor,
         )
+
+    def limit(self, seconds: float) -> float:
+        """Given one of the plan's time limits, return it as this target allows it (times time_factor)."""
+        return seconds * self.time_factor
+
+    def in_time(self, name: str, seconds: float, limit: float, what: str = "") -> Check:
+        """Given a measured duration and the plan's limit for it, return the Check (the limit times time_factor)."""
+        allowed = self.limit(limit)
+        scaled = f" x{self.time_factor:g} = {allowed:g} s" if self.time_factor != 1 else ""
+        return Check(name, seconds <= allowed, f"{seconds:.2f} s{what} (limit {limit:g} s{scaled})")
 
     def chat(self, model: str, content: str, **extra: Any) -> tuple[httpx.Response, float]:
         """Send one chat completion through the gateway; return the response and its wall time in seconds."""

@@ -35,8 +35,9 @@ def verify(target: Target) -> list[Check]:
             costs[model] = cost / tokens * 1000 if tokens else 0.0
             traces[model] = trace_id
             detail = f"{seconds:.2f} s, ${cost:.6f} for {tokens} tokens"
-            if model == "gemini-2" and (seconds > GEMINI_MAX_SECONDS or cost > GEMINI_MAX_COST):
-                return Check(f"{model} answers", False, f"{detail}: over {GEMINI_MAX_SECONDS} s or ${GEMINI_MAX_COST}")
+            if model == "gemini-2" and (seconds > target.limit(GEMINI_MAX_SECONDS) or cost > GEMINI_MAX_COST):
+                over = f"over {target.limit(GEMINI_MAX_SECONDS):g} s or ${GEMINI_MAX_COST}"
+                return Check(f"{model} answers", False, f"{detail}: {over}")
             return Check(f"{model} answers", True, detail)
 
         checks.append(guarded(f"{model} answers", probe))

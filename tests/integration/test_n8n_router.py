@@ -72,6 +72,8 @@ class Stack:
             settings=self.settings,
             n8n_url=self.n8n.url,
             webhook_key=self.secret,
+            # "answers within 3 s" is a verify check for the operator, not a timing assertion on a loaded machine
+            time_factor=40,
         )
 
     def runtime(self) -> engine.Runtime:
@@ -102,8 +104,6 @@ def apply(stack: Stack) -> engine.ApplyReport:
     """`make slice-4`'s apply on the local n8n."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(engine, "get_slice", lambda number: docker_free_slice_4())
-        # "answers within 3 s" is a verify check for the operator, not a timing assertion on a loaded machine
-        patch.setattr(slice_04, "WITHIN_SECONDS", 120.0)
         return engine.run_apply(stack.runtime(), 4)
 
 

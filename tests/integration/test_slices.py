@@ -52,7 +52,8 @@ def target(stack: tuple[LiteLLMServer, ThreadedServer], mock_provider: MockProvi
         finally:
             control.set("openai")
 
-    return Target(gateway.url, gateway.master_key, langfuse.url, *LANGFUSE_KEYS, break_openai=break_openai)
+    # the plan's "within N s" are the operator's checks (unit-tested), not timings on a loaded machine
+    return Target(gateway.url, gateway.master_key, langfuse.url, *LANGFUSE_KEYS, break_openai=break_openai, time_factor=20)
 
 
 @pytest.mark.parametrize("number", [1, 2, 3, 5])

@@ -97,7 +97,7 @@ def project_settings(project: Path, stack: Stack, redis_server: RedisServer, wor
         (stack.settings.project_dir / "vps.env").read_text()  # the webhook key slice 4 gave n8n
         + f"OPS_REDIS_URL={redis_server.url}\nOPS_EVENTS_REPO={work}\nOPS_EVENTS_STATE_DIR={tmp_path / 'state'}\n"
         f"OPS_TELEGRAM_BOT_TOKEN={TOKEN}\nOPS_TELEGRAM_CHAT_IDS={CHAT}\nOPS_TELEGRAM_API={api}\n"
-        f"OPS_N8N_URL={stack.n8n.url}\n"
+        f"OPS_N8N_URL={stack.n8n.url}\nOPS_VERIFY_TIME_FACTOR=20\n"
     )
     return load_settings(project)
 

@@ -255,6 +255,7 @@ def new_stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackP
         "COMPOSE_PROJECT_NAME": project.name,
         "OPS_COMPOSE_OVERRIDES": "compose.standin.yml",
         "OPS_GATEWAY_URL": f"http://127.0.0.1:{project.gateway_port}",
+        "OPS_VERIFY_TIME_FACTOR": "20",  # the plan's "within N s" are the operator's checks, not timings here
         "OPS_LANGFUSE_URL": f"http://127.0.0.1:{project.langfuse_port}",
         "LANGFUSE_HOST": "http://langfuse-fake:3000",  # traces on: LiteLLM gets the Langfuse keys only with a host
         "OPS_QDRANT_URL": f"http://127.0.0.1:{project.qdrant_port}",

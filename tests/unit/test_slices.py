@@ -119,3 +119,37 @@ def test_a_slice_is_refused_naming_the_prerequisite_not_yet_verified(number: int
 @pytest.mark.parametrize("number", [1, 7, 10, 11])
 def test_slices_without_prerequisites_start_on_a_fresh_journal(number: int) -> None:
     assert prerequisite_problem(number, PLAN_REQUIRES[number], {}) is None
+
+
+@pytest.mark.parametrize(
+    ("factor", "seconds", "ok", "detail"),
+    [
+        (1.0, 2.9, True, "2.90 s (limit 3 s)"),
+        (1.0, 3.2, False, "3.20 s (limit 3 s)"),
+        (20.0, 3.2, True, "3.20 s (limit 3 s x20 = 60 s)"),
+        (20.0, 61.0, False, "61.00 s (limit 3 s x20 = 60 s)"),
+    ],
+)
+def test_the_plans_time_limits_scale_only_by_the_set_factor(factor: float, seconds: float, ok: bool, detail: str) -> None:
+    target = Target("http://127.0.0.1:9", "sk-x", "", "pk", "sk", time_factor=factor)
+    check = target.in_time("answers within 3 s", seconds, 3.0)
+    assert (check.ok, check.detail) == (ok, detail)
+
+
+@pytest.mark.parametrize(("value", "factor"), [("", 1.0), ("1", 1.0), ("12.5", 12.5)])
+def test_the_time_factor_comes_from_vps_env(project: Path, value: str, factor: float) -> None:
+    settings = load_settings(project)
+    init_secrets(settings.env_example, settings.env_file)
+    with settings.env_file.open("a") as env:
+        env.write(f"OPS_VERIFY_TIME_FACTOR={value}\n")
+    assert Target.from_settings(load_settings(project)).time_factor == factor
+
+
+@pytest.mark.parametrize("value", ["0.5", "0", "fast", "nan", "inf", "-3"])
+def test_a_time_factor_that_would_loosen_nothing_sensible_is_refused(project: Path, value: str) -> None:
+    settings = load_settings(project)
+    init_secrets(settings.env_example, settings.env_file)
+    with settings.env_file.open("a") as env:
+        env.write(f"OPS_VERIFY_TIME_FACTOR={value}\n")
+    with pytest.raises(ConfigError, match=rf"OPS_VERIFY_TIME_FACTOR must be a number of at least 1, got '{value}'"):
+        Target.from_settings(load_settings(project))
