@@ -31,6 +31,15 @@ Each provider's behaviour (latency, forced status, hang, keys to reject, reporte
 completion tokens) is set
 through ``POST /__mock/behaviour`` and every call is recorded for
 ``GET /__mock/calls``; ``POST /__mock/reset`` clears both.
+
+Latency model (the load test's "answers like real models"): a provider with a
+``latency`` (``LatencyModel``) waits a time to first token, then streams its
+tokens at a token rate, each drawn per call from a log-normal distribution
+around a median; a non-streamed answer arrives after the same total time.
+``"latency": {}`` in a behaviour takes the provider's defaults (``REALISTIC``),
+keys in it override them; ``--latency realistic`` on the command line starts
+every provider with them (and ``reset`` returns to that). ``status_ratio``
+makes only that share of the calls answer the forced ``status``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import re
 import time
 import uuid
@@ -57,15 +68,44 @@ MODELS: dict[str, frozenset[str]] = {
 }
 
 
+@dataclass(frozen=True)
+class LatencyModel:
+    """How fast a provider answers: medians and log-normal spreads (sigma of the logarithm, 0 = always the median)."""
+
+    ttft_ms: float = 900.0  # time to first token, median
+    ttft_spread: float = 0.35  # about 1.8x the median at p95
+    tokens_per_s: float = 45.0  # output token rate, median
+    rate_spread: float = 0.2
+
+    def draw(self, rng: random.Random) -> tuple[float, float]:
+        """Given a random source, return one call's (time to first token, seconds per output token)."""
+        ttft = self.ttft_ms / 1000 * math.exp(self.ttft_spread * rng.gauss(0, 1))
+        rate = max(1.0, self.tokens_per_s * math.exp(self.rate_spread * rng.gauss(0, 1)))
+        return ttft, 1 / rate
+
+
+# Medians of public TTFT and throughput probes of these models' families (jonathanwrede.de, "TTFT varies 13x across
+# LLM providers", 2026: gpt-5.4 912 ms and 45 tok/s, gemini flash-lite 321 ms and 192 tok/s, claude opus 1.7 s and
+# 70 tok/s; modelstats.ai, April 2026: claude sonnet 1.3 s): the order of magnitude, not any day's figures.
+REALISTIC: dict[str, LatencyModel] = {
+    "openai": LatencyModel(ttft_ms=900, tokens_per_s=45),
+    "anthropic": LatencyModel(ttft_ms=1300, tokens_per_s=45),
+    "gemini": LatencyModel(ttft_ms=350, tokens_per_s=190),
+    "openrouter": LatencyModel(ttft_ms=1000, tokens_per_s=70),
+}
+
+
 @dataclass
 class Behaviour:
     """How one provider answers: the knobs a failure test turns."""
 
     latency_ms: float = 0.0
     status: int | None = None
+    status_ratio: float = 1.0  # the share of calls answered with status (drawn per call)
     hang: bool = False
     reject_keys: list[str] = field(default_factory=list)
     completion_tokens: int | None = None  # forced usage, to spend a budget fast
+    latency: LatencyModel | None = None  # time to first token and token rate, as a real model
 
 
 @dataclass
@@ -80,13 +120,15 @@ class Call:
 class MockState:
     """Behaviour per provider and the log of calls received."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: dict[str, LatencyModel] | None = None) -> None:
         self.behaviour: dict[str, Behaviour] = {}
         self.calls: list[Call] = []
+        self.latency = latency or {}  # each provider's latency model after a reset (--latency)
+        self.rng = random.Random()
         self.reset()
 
     def reset(self) -> None:
-        self.behaviour = {p: Behaviour() for p in PROVIDERS}
+        self.behaviour = {p: Behaviour(latency=self.latency.get(p)) for p in PROVIDERS}
         self.calls = []
 
 
@@ -180,6 +222,8 @@ async def _gate(
     if behaviour.latency_ms:
         await asyncio.sleep(behaviour.latency_ms / 1000)
     status = behaviour.status
+    if status is not None and behaviour.status_ratio < 1 and state.rng.random() >= behaviour.status_ratio:
+        status = None
     if status is None and (not key or key in behaviour.reject_keys):
         status = 401
     if status is not None:
@@ -187,15 +231,50 @@ async def _gate(
     return _refusal(provider, model, body, request)
 
 
-async def _sse(request: web.Request, events: list[tuple[str | None, dict[str, Any] | str]]) -> web.StreamResponse:
+def _pacing(state: MockState, provider: str) -> tuple[float, float]:
+    """Return one call's (seconds before its first token, seconds per token after) by the provider's latency model."""
+    model = state.behaviour[provider].latency
+    return model.draw(state.rng) if model is not None else (0.0, 0.0)
+
+
+async def _paced(state: MockState, provider: str, text: str) -> None:
+    """Wait as long as the provider's latency model takes to produce text whole (a non-streamed answer)."""
+    ttft, per_token = _pacing(state, provider)
+    if ttft or per_token:
+        await asyncio.sleep(ttft + per_token * _estimate_tokens(text))
+
+
+async def _sse(
+    request: web.Request,
+    events: list[tuple[str | None, dict[str, Any] | str]],
+    pacing: tuple[float, float] = (0.0, 0.0),
+) -> web.StreamResponse:
+    """Stream events; with pacing (ttft, seconds per token), the first after ttft, then each after its tokens."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    ttft, per_token = pacing
+    if ttft:
+        await asyncio.sleep(ttft)
     await response.prepare(request)
     for name, data in events:
         payload = data if isinstance(data, str) else json.dumps(data)
+        if per_token:
+            await asyncio.sleep(per_token * _delta_tokens(data))
         head = f"event: {name}\n" if name else ""
         await response.write(f"{head}data: {payload}\n\n".encode())
     await response.write_eof()
     return response
+
+
+def _delta_tokens(data: dict[str, Any] | str) -> int:
+    """The output tokens an event carries (estimated from its text: an OpenAI, Anthropic or Gemini delta), or 0."""
+    if isinstance(data, str):
+        return 0
+    texts = [c.get("delta", {}).get("content") for c in data.get("choices", [])]
+    texts.append((data.get("delta") or {}).get("text"))
+    for candidate in data.get("candidates", []):
+        texts += [part.get("text") for part in candidate.get("content", {}).get("parts", [])]
+    text = "".join(t for t in texts if isinstance(t, str))
+    return _estimate_tokens(text) if text else 0
 
 
 def _prompt_of_openai(body: dict[str, Any]) -> str:
@@ -226,6 +305,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     }
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if not stream:
+        await _paced(state, provider, text)
         return web.json_response(
             {
                 "id": ident,
@@ -252,7 +332,7 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append((None, {**chunk({}, None), "choices": [], "usage": usage}))
     events.append((None, "[DONE]"))
-    return await _sse(request, events)
+    return await _sse(request, events, _pacing(state, provider))
 
 
 async def openai_models(request: web.Request) -> web.Response:
@@ -274,6 +354,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     ident = f"msg_{uuid.uuid4().hex[:24]}"
     in_tokens, out_tokens = _estimate_tokens(prompt), _completion_tokens(state, "anthropic", text)
     if not stream:
+        await _paced(state, "anthropic", text)
         return web.json_response(
             {
                 "id": ident,
@@ -318,7 +399,7 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
         ),
         ("message_stop", {"type": "message_stop"}),
     ]
-    return await _sse(request, events)
+    return await _sse(request, events, _pacing(state, "anthropic"))
 
 
 async def gemini_generate(request: web.Request) -> web.StreamResponse:
@@ -345,12 +426,13 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     if not stream:
+        await _paced(state, "gemini", text)
         return web.json_response(response(text, "STOP"))
     words = re.findall(r"\S+\s*", text)
     events: list[tuple[str | None, dict[str, Any] | str]] = [
         (None, response(word, "STOP" if i == len(words) - 1 else None)) for i, word in enumerate(words)
     ]
-    return await _sse(request, events)
+    return await _sse(request, events, _pacing(state, "gemini"))
 
 
 async def set_behaviour(request: web.Request) -> web.Response:
@@ -360,6 +442,9 @@ async def set_behaviour(request: web.Request) -> web.Response:
     if provider not in PROVIDERS:
         return web.json_response({"error": f"provider must be one of {', '.join(PROVIDERS)}"}, status=400)
     try:
+        latency = body.pop("latency", None)
+        if latency is not None:  # {} takes the provider's realistic defaults; its keys override them
+            body["latency"] = LatencyModel(**{**asdict(REALISTIC[provider]), **latency})
         state.behaviour[provider] = Behaviour(**body)
     except TypeError as exc:
         return web.json_response({"error": str(exc)}, status=400)
@@ -380,10 +465,10 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def make_app() -> web.Application:
-    """Return the aiohttp application of the mock provider with a fresh state."""
+def make_app(latency: dict[str, LatencyModel] | None = None) -> web.Application:
+    """Return the aiohttp application of the mock provider with a fresh state (each provider's latency model after resets)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[STATE] = MockState()
+    app[STATE] = MockState(latency)
     for prefix in ("", "/v1", "/api/v1"):
         app.router.add_post(f"{prefix}/chat/completions", openai_chat)
         app.router.add_get(f"{prefix}/models", openai_models)
@@ -400,8 +485,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Mock LLM provider (OpenAI, Anthropic, Gemini wire formats)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument(
+        "--latency", choices=("none", "realistic"), default="none", help="realistic: answer as real models do (REALISTIC)"
+    )
     args = parser.parse_args()
-    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
+    latency = REALISTIC if args.latency == "realistic" else None
+    web.run_app(make_app(latency), host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":
