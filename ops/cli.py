@@ -701,5 +701,31 @@ def bench_events(count: int, end_to_end: int, as_json: bool) -> None:
     )
 
 
+@main.command()
+@project_dir_option
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice(["steady", "spike", "sustained"]),
+    help="Run only this scenario (repeatable); default: all three of the plan.",
+)
+@click.option("--scale", default=1.0, show_default=True, help="Multiply every duration (0.01: 5 min in 3 s).")
+@click.option("--local", is_flag=True, help="Start the gateway here (LiteLLM, Redis, mock providers) instead of the stack's.")
+@click.option("--real-providers", is_flag=True, help="Run even when real providers answer (spends the provider budgets).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def loadtest(project_dir: Path, scenarios: tuple[str, ...], scale: float, local: bool, real_providers: bool, as_json: bool) -> None:
+    """The plan's load test with Locust; exit 1 naming each failed criterion (Locust's progress on stderr)."""
+    from ops.loadtest.report import report_text
+    from ops.loadtest.runner import run_loadtest
+
+    report = run_loadtest(load_settings(project_dir), scenarios, scale, local=local, allow_real_providers=real_providers)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(report_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":
     main()
