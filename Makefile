@@ -75,8 +75,9 @@ $(addprefix slice-,$(SLICES)): slice-%: install
 	$(BIN)/ops slice $* --plan
 	$(BIN)/ops slice $* --apply
 
+# every tier; the stack tier runs beside the other two (scripts/test-tiers.sh), each printing its slowest tests
 test: system-stack install clients lint typecheck
-	$(BIN)/pytest tests --durations=30
+	PYTEST=$(BIN)/pytest scripts/test-tiers.sh --durations=20
 
 # The stack tier on the real pinned images instead of the stand-ins, for a machine that can pull them;
 # `make test` does not run it. The preflight asks each image's registry first and stops, naming why, when
