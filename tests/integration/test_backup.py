@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -117,6 +117,17 @@ def make_context(
     with (project / "vps.env").open("a") as env:
         env.writelines(f"{k}={v}\n" for k, v in values.items())
     return backup_context(load_settings(project))
+
+
+@pytest.fixture
+def new_context(
+    project: Path,
+    cluster: PostgresServer,
+    gcs: GcsEmulatorServer,
+    qdrant: tuple[ThreadedServer, QdrantState],
+) -> Callable[..., BackupContext]:
+    """Return make(**vps_env_values) -> a backup context on this test's project, bucket prefix of its own."""
+    return lambda **extra: make_context(project, cluster, gcs, qdrant, **extra)
 
 
 @pytest.fixture

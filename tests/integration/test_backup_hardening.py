@@ -27,22 +27,11 @@ from ops.local.processes import GcsEmulatorServer, PostgresServer, wait_until
 from tests.conftest import require
 from tests.fakes.qdrant import QdrantState
 from tests.fakes.server import ThreadedServer
-from tests.integration.test_backup import cluster, ctx, git_repo, make_context, pg_dump_wrapper, qdrant  # noqa: F401
+from tests.integration.test_backup import cluster, ctx, git_repo, new_context, pg_dump_wrapper, qdrant  # noqa: F401
 from tests.integration.test_backup_pipeline import running
 
 pytestmark = pytest.mark.integration
 OPS = (sys.executable, "-m", "ops.cli")
-
-
-@pytest.fixture
-def new_context(
-    project: Path,
-    cluster: PostgresServer,  # noqa: F811
-    gcs: GcsEmulatorServer,
-    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
-) -> Callable[..., BackupContext]:
-    """Return make(**vps_env_values) -> a backup context on this test's project, bucket prefix of its own."""
-    return lambda **extra: make_context(project, cluster, gcs, qdrant, **extra)
 
 
 @pytest.fixture
@@ -57,7 +46,7 @@ def no_git_exceptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_truth_repository_owned_by_another_user_is_bundled_by_root(
     project: Path,
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
     no_git_exceptions: None,
 ) -> None:
     require(os.geteuid() == 0, "root (to give the repository to another user; cron runs the backup as root)")
@@ -76,7 +65,7 @@ def test_a_truth_repository_owned_by_another_user_is_bundled_by_root(
 
 def test_one_failing_source_keeps_the_others_good_dumps_in_a_partial_run(
     project: Path,
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
 ) -> None:
     (project / "plain").mkdir()
     context = new_context(OPS_GIT_REPO=str(project / "plain"))
@@ -103,7 +92,7 @@ def test_one_failing_source_keeps_the_others_good_dumps_in_a_partial_run(
 
 def test_a_scheduled_run_that_lost_what_the_previous_one_had_fails_naming_it(
     project: Path,
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
 ) -> None:
     repo = git_repo(project / "truth")
     context = new_context(OPS_GIT_REPO=str(repo))
@@ -118,7 +107,7 @@ def test_a_scheduled_run_that_lost_what_the_previous_one_had_fails_naming_it(
 
 
 def test_a_dump_that_hangs_is_killed_at_the_deadline_and_its_objects_deleted(
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
     tmp_path: Path,
 ) -> None:
     pidfile = tmp_path / "stuck.pid"
@@ -136,7 +125,7 @@ def test_a_dump_that_hangs_is_killed_at_the_deadline_and_its_objects_deleted(
 
 @pytest.mark.timeout(180)  # before pg_dump had --lock-wait-timeout, this waited forever
 def test_pg_dump_gives_up_on_a_table_locked_longer_than_the_lock_wait(
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
     cluster: PostgresServer,  # noqa: F811
 ) -> None:
     context = new_context(OPS_BACKUP_LOCK_WAIT_SECONDS="2")
@@ -165,7 +154,7 @@ def test_pg_dump_gives_up_on_a_table_locked_longer_than_the_lock_wait(
 def test_a_backup_needs_only_object_permissions(
     ctx: BackupContext,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
 ) -> None:
     from google.api_core import exceptions
     from google.cloud.storage import Bucket
@@ -188,7 +177,7 @@ def test_a_backup_needs_only_object_permissions(
 
 def test_gcs_errors_and_missing_credentials_are_one_sentence_not_a_traceback(
     project: Path,
-    new_context: Callable[..., BackupContext],
+    new_context: Callable[..., BackupContext],  # noqa: F811
     gcs: GcsEmulatorServer,
     tmp_path: Path,
 ) -> None:

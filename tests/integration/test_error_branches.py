@@ -24,6 +24,7 @@ from google.cloud.storage import retry as storage_retry
 from ops import tools
 from ops.backup import catalog
 from ops.backup import gcs as gcs_module
+from ops.backup.context import BackupContext
 from ops.backup.manifest import BackupNotFound, run_time
 from ops.backup.restore import run_restore
 from ops.backup.retention import plan_prune
@@ -31,10 +32,8 @@ from ops.backup.run import BackupFailed, run_backup
 from ops.backup.sources import postgres as pg_source
 from ops.errors import OpsError
 from ops.events.publisher import Publisher
-from ops.local.processes import LOOPBACK, GcsEmulatorServer, PostgresServer
-from tests.fakes.qdrant import QdrantState
-from tests.fakes.server import ThreadedServer
-from tests.integration.test_backup import cluster, git_repo, make_context, qdrant  # noqa: F401
+from ops.local.processes import LOOPBACK, GcsEmulatorServer
+from tests.integration.test_backup import cluster, git_repo, new_context, qdrant  # noqa: F401
 from tests.integration.test_events import client, drain, event, git, observer_for, remote, subjects, work  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -123,9 +122,7 @@ def cut_gcs(gcs: GcsEmulatorServer) -> Iterator[Callable[..., CuttingProxy]]:
 
 def test_a_gcs_connection_cut_mid_upload_fails_that_source_naming_gcs_and_keeps_no_partial_object(
     project: Path,
-    cluster: PostgresServer,  # noqa: F811
-    gcs: GcsEmulatorServer,
-    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    new_context: Callable[..., BackupContext],  # noqa: F811
     cut_gcs: Callable[..., CuttingProxy],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -136,7 +133,7 @@ def test_a_gcs_connection_cut_mid_upload_fails_that_source_naming_gcs_and_keeps_
     subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], check=True)
     # the connection is cut after 600 KB of the bundle's upload (two chunks went through), then comes back
     proxy = cut_gcs(b"repo.bundle", after=600_000)
-    ctx = make_context(project, cluster, gcs, qdrant, OPS_GIT_REPO=str(repo), OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+    ctx = new_context(OPS_GIT_REPO=str(repo), OPS_BACKUP_GCS_ENDPOINT=proxy.url)
 
     with pytest.raises(BackupFailed) as failed:
         run_backup(ctx, "daily", ["postgres", "git"])
@@ -154,14 +151,11 @@ def test_a_gcs_connection_cut_mid_upload_fails_that_source_naming_gcs_and_keeps_
 
 
 def test_a_gcs_blip_at_the_manifest_write_is_retried_and_the_run_is_good(
-    project: Path,
-    cluster: PostgresServer,  # noqa: F811
-    gcs: GcsEmulatorServer,
-    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    new_context: Callable[..., BackupContext],  # noqa: F811
     cut_gcs: Callable[..., CuttingProxy],
 ) -> None:
     proxy = cut_gcs(b"manifest.json")  # one cut, then GCS answers again
-    ctx = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+    ctx = new_context(OPS_BACKUP_GCS_ENDPOINT=proxy.url)
 
     report = run_backup(ctx, "daily", ["postgres"])
 
@@ -170,10 +164,7 @@ def test_a_gcs_blip_at_the_manifest_write_is_retried_and_the_run_is_good(
 
 
 def test_gcs_down_at_the_manifest_write_fails_naming_gcs_and_leaves_an_incomplete_run_for_prune(
-    project: Path,
-    cluster: PostgresServer,  # noqa: F811
-    gcs: GcsEmulatorServer,
-    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    new_context: Callable[..., BackupContext],  # noqa: F811
     cut_gcs: Callable[..., CuttingProxy],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -181,7 +172,7 @@ def test_gcs_down_at_the_manifest_write_fails_naming_gcs_and_leaves_an_incomplet
     monkeypatch.setattr(storage_retry.DEFAULT_RETRY, "_timeout", 3.0)
     monkeypatch.setattr(storage_retry.DEFAULT_RETRY, "_deadline", 3.0)
     proxy = cut_gcs(b"manifest.json", stay_down=True)
-    ctx = make_context(project, cluster, gcs, qdrant, OPS_BACKUP_GCS_ENDPOINT=proxy.url)
+    ctx = new_context(OPS_BACKUP_GCS_ENDPOINT=proxy.url)
 
     with pytest.raises(BackupFailed) as failed:
         run_backup(ctx, "daily", ["postgres"])
@@ -216,17 +207,14 @@ def cut_pg_restore(tmp_path: Path, on: str, keep: int) -> Path:
 
 
 def test_a_live_restore_cut_halfway_leaves_the_database_as_it_was_and_the_safety_backup(
-    project: Path,
-    cluster: PostgresServer,  # noqa: F811
-    gcs: GcsEmulatorServer,
-    qdrant: tuple[ThreadedServer, QdrantState],  # noqa: F811
+    new_context: Callable[..., BackupContext],  # noqa: F811
     tmp_path: Path,
 ) -> None:
     # "app" sorts second among the databases (after "aaa"); its restore gets a stream cut after 40,000 bytes
-    cluster_psql = make_context(project, cluster, gcs, qdrant).postgres.psql()
+    cluster_psql = new_context().postgres.psql()
     cluster_psql.query("DROP DATABASE IF EXISTS aaa")
     cluster_psql.query("CREATE DATABASE aaa")
-    ctx = make_context(project, cluster, gcs, qdrant, OPS_POSTGRES_BIN_DIR=str(cut_pg_restore(tmp_path, "app", 40000)))
+    ctx = new_context(OPS_POSTGRES_BIN_DIR=str(cut_pg_restore(tmp_path, "app", 40000)))
     ctx.postgres.psql("aaa").query("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
     backup = run_backup(ctx, "daily", ["postgres"])
     assert [e.name for e in backup.entries if e.meta.get("database")][:2] == ["aaa.dump", "app.dump"]
