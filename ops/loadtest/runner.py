@@ -106,13 +106,16 @@ def run_scenarios(
     model: str = MODEL,
     stream_ratio: float = STREAM_RATIO,
     allow_real_providers: bool = False,
+    probe_first: bool = True,
 ) -> LoadReport:
     """Probe the gateway, then run each scenario with a fresh watch of the stack; return the report.
 
     Raise ServiceError if the gateway does not answer the probe or Locust fails, OpsError if a real
-    provider answers and allow_real_providers is off.
+    provider answers and allow_real_providers is off. Without probe_first (a test whose mock fails on
+    purpose) the load starts at once.
     """
-    probe(gateway, model, allow_real_providers)
+    if probe_first:
+        probe(gateway, model, allow_real_providers)
     results = []
     for scenario in scenarios:
         with watch() as watching:
@@ -146,12 +149,27 @@ def compose_limits(settings: Settings) -> dict[str, float | None]:
     return {s.name: s.memory_mb for s in load_stack(settings.compose_file).services}
 
 
+@dataclass(frozen=True)
+class LocalGateway:
+    """A gateway started here (local_gateway): where it answers, where its mock provider is, and a watch of it."""
+
+    gateway: Gateway
+    mock_url: str
+    pids: dict[str, int]
+    limits_mb: dict[str, float | None]
+
+    def watch(self) -> Watch:
+        return ProcessWatch(self.pids, self.limits_mb)
+
+
 @contextlib.contextmanager
-def local_gateway(settings: Settings) -> Iterator[tuple[Gateway, Callable[[], Watch]]]:
+def local_gateway(
+    settings: Settings, langfuse_url: str = "", langfuse_keys: tuple[str, str] = ("", "")
+) -> Iterator[LocalGateway]:
     """Start the gateway here: Redis, the mock provider answering as real models, LiteLLM with the project's config.
 
-    Yield it and a watch of LiteLLM's and Redis's processes (judged against their compose limits). Langfuse is
-    not part of it (no tracing), as in `ops demo`. Raise ServiceError if a service does not start.
+    Its watch covers LiteLLM's and Redis's processes, judged against their compose limits. Without
+    langfuse_url nothing is traced (as in `ops demo`). Raise ServiceError if a service does not start.
     """
     from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer
 
@@ -160,10 +178,15 @@ def local_gateway(settings: Settings) -> Iterator[tuple[Gateway, Callable[[], Wa
             # {}: the provider's realistic time to first token and token rate (ops.local.mock_provider.REALISTIC)
             httpx.post(f"{mock.url}/__mock/behaviour", json={"provider": provider, "latency": {}}, timeout=5).raise_for_status()
         env = {**mock.provider_env(), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_PASSWORD": redis.password}
+        if langfuse_url:
+            env |= {
+                "LANGFUSE_HOST": langfuse_url,
+                "LANGFUSE_PUBLIC_KEY": langfuse_keys[0],
+                "LANGFUSE_SECRET_KEY": langfuse_keys[1],
+            }
         with LiteLLMServer(settings.litellm_config, env) as litellm:
-            limits = compose_limits(settings)
             pids = {"litellm": litellm.pid, "redis": redis.pid}
-            yield Gateway(litellm.url, litellm.master_key), lambda: ProcessWatch(pids, limits)
+            yield LocalGateway(Gateway(litellm.url, litellm.master_key), mock.url, pids, compose_limits(settings))
 
 
 def run_loadtest(
@@ -186,7 +209,8 @@ def run_loadtest(
     picked = pick(scenarios, scale)
     vm = settings.vm_memory_mb if settings.effective_env.get("VM_MEMORY_MB") else None
     if local:
-        with local_gateway(settings) as (gateway, watch):
+        with local_gateway(settings) as local_stack:
+            gateway, watch = local_stack.gateway, local_stack.watch
             return run_scenarios(gateway, picked, watch, scale=scale, vm_memory_mb=vm, allow_real_providers=allow_real_providers)
     target = Target.from_settings(settings)
     compose = Compose.for_settings(settings)
