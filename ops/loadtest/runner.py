@@ -107,6 +107,7 @@ def run_scenarios(
     stream_ratio: float = STREAM_RATIO,
     allow_real_providers: bool = False,
     probe_first: bool = True,
+    time_factor: float = 1.0,
 ) -> LoadReport:
     """Probe the gateway, then run each scenario with a fresh watch of the stack; return the report.
 
@@ -135,6 +136,7 @@ def run_scenarios(
                 tuple(watching.usages()),
                 watching.stack_peak_mb,
                 vm_memory_mb,
+                time_factor,
             )
         )
     return LoadReport(gateway.url, model, scale, tuple(results))
@@ -209,9 +211,17 @@ def run_loadtest(
     picked = pick(scenarios, scale)
     vm = settings.vm_memory_mb if settings.effective_env.get("VM_MEMORY_MB") else None
     if local:
-        with local_gateway(settings) as local_stack:
-            gateway, watch = local_stack.gateway, local_stack.watch
-            return run_scenarios(gateway, picked, watch, scale=scale, vm_memory_mb=vm, allow_real_providers=allow_real_providers)
+        with local_gateway(settings) as started:
+            gateway, watch, factor = started.gateway, started.watch, settings.verify_time_factor
+            return run_scenarios(
+                gateway,
+                picked,
+                watch,
+                scale=scale,
+                vm_memory_mb=vm,
+                allow_real_providers=allow_real_providers,
+                time_factor=factor,
+            )
     target = Target.from_settings(settings)
     compose = Compose.for_settings(settings)
     return run_scenarios(
@@ -221,4 +231,5 @@ def run_loadtest(
         scale=scale,
         vm_memory_mb=vm,
         allow_real_providers=allow_real_providers,
+        time_factor=target.time_factor,
     )
