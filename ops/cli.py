@@ -727,5 +727,26 @@ def loadtest(project_dir: Path, scenarios: tuple[str, ...], scale: float, local:
     sys.exit(0 if report.ok else 1)
 
 
+@main.group()
+def alerts() -> None:
+    """Alerts: the local checks and the Cloud Monitoring policies for when the VM itself is down."""
+
+
+@alerts.command("gcp")
+@project_dir_option
+@click.option("--plan", "action", flag_value="plan", default=True, help="Show what --apply would create or update (default).")
+@click.option("--apply", "action", flag_value="apply", help="Create or update what differs from ops/alerts/gcp_policies.yaml.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def alerts_gcp(project_dir: Path, action: str, as_json: bool) -> None:
+    """Cloud Monitoring as code: uptime check, memory and disk policies, e-mail channels (OPS_GCP_PROJECT)."""
+    from ops.alerts.gcp import apply_policies, plan_policies
+
+    result = (apply_policies if action == "apply" else plan_policies)(load_settings(project_dir))
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo("\n".join(result.lines()))
+
+
 if __name__ == "__main__":
     main()

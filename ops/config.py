@@ -7,12 +7,14 @@ variables or guesses paths.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
+from ops.secrets import _placeholder_domain as placeholder_domain
 from ops.secrets import is_placeholder, secret_problems
 
 COMPOSE_FILE = "docker-compose.vps.yml"
@@ -239,6 +241,41 @@ class Settings:
             if not Path(path).is_absolute():
                 raise ConfigError(f"OPS_ALERT_DISK_PATHS names {path!r}: give absolute paths")
         return tuple(Path(p) for p in raw)
+
+    @property
+    def gcp_project(self) -> str:
+        """OPS_GCP_PROJECT, the project id Cloud Monitoring's alerts live in. Raise ConfigError if empty or malformed."""
+        project = self.effective_env.get("OPS_GCP_PROJECT", "").strip()
+        if not project:
+            raise ConfigError(
+                "OPS_GCP_PROJECT is empty: set the id of the GCP project the VM runs in (`gcloud config get-value project`)"
+            )
+        # source: cloud.google.com/resource-manager/docs/creating-managing-projects (6-30 characters: lowercase
+        # letters, digits and hyphens, a letter first, no hyphen last)
+        if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
+            raise ConfigError(f"OPS_GCP_PROJECT {project!r} is not a project id: 6-30 lowercase letters, digits and hyphens")
+        return project
+
+    @property
+    def gcp_alert_emails(self) -> tuple[str, ...]:
+        """The addresses Cloud Monitoring's e-mail channels send to: OPS_GCP_ALERT_EMAILS, else OPS_SMTP_TO, else ACME_EMAIL.
+
+        Comma-separated. Raise ConfigError naming the variable if an address is malformed or a placeholder.
+        """
+        env = self.effective_env
+        name = next((n for n in ("OPS_GCP_ALERT_EMAILS", "OPS_SMTP_TO", "ACME_EMAIL") if env.get(n, "").strip()), "")
+        if not name:
+            raise ConfigError("OPS_GCP_ALERT_EMAILS is empty (and OPS_SMTP_TO and ACME_EMAIL): name who gets the alerts")
+        emails = [_address(name, e.strip()) for e in env[name].split(",") if e.strip()]
+        for email in emails:
+            if placeholder_domain(email.rpartition("@")[2]):
+                raise ConfigError(f"{name} holds the placeholder {email!r}: set the address Cloud Monitoring alerts go to")
+        return tuple(dict.fromkeys(emails))
+
+    @property
+    def gcp_monitoring_endpoint(self) -> str:
+        """OPS_GCP_MONITORING_ENDPOINT: host:port of a Cloud Monitoring fake, spoken to over plain gRPC; empty is Google's."""
+        return self.effective_env.get("OPS_GCP_MONITORING_ENDPOINT", "").strip()
 
     def require_safe_secrets(self) -> None:
         """Raise ConfigError if vps.env is missing or holds a placeholder or weak secret."""
