@@ -229,6 +229,23 @@ def status(project_dir: Path, as_json: bool) -> None:
         click.echo(status_text([r.to_dict() for r in rows]))
 
 
+@main.command()
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds each service has to answer.")
+@click.option("--only", multiple=True, help="Probe only this service (repeatable).")
+def health(project_dir: Path, as_json: bool, timeout: float, only: tuple[str, ...]) -> None:
+    """Ask every service of the running stack at once; one line each with its latency; exit 1 naming what is down."""
+    from ops.health import health_text, run_health
+
+    report = run_health(load_settings(project_dir), timeout=timeout, only=only)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(health_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group()
 def lock() -> None:
     """The operator lock."""

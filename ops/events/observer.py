@@ -54,6 +54,11 @@ MAX_BACKOFF = 30  # seconds between polls while Redis refuses commands
 LOCK_ALERT = 600  # seconds a git lock may be held in the truth repository before it is reported
 
 
+def heartbeat_key(stream: str) -> str:
+    """Given the stream's name, return the Redis key the observer sets on every poll (expiring after HEARTBEAT_TTL)."""
+    return f"{stream}:observer:heartbeat"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -132,7 +137,7 @@ class Observer:
         self.group = group  # the operators' group (OPS_EVENTS_GROUP): the state directory is shared with it at start
         self.store = ChangeStore(state_dir / "change-requests", client, self.streams, group or DEFAULT_GROUP)
         self.applied_key = f"{self.streams.name}:applied"
-        self.heartbeat_key = f"{self.streams.name}:observer:heartbeat"
+        self.heartbeat_key = heartbeat_key(self.streams.name)
         self.heartbeat_file = state_dir / "heartbeat"
         self.on_pending = on_pending
         self.poll_decisions = poll_decisions

@@ -7,7 +7,10 @@ Speaks, with the ``api-key`` header (401 when missing or wrong):
 size, checksum = sha256), ``GET /collections/{c}/snapshots``,
 ``GET .../snapshots/{name}`` (the file), ``DELETE .../snapshots/{name}``,
 ``POST /collections/{c}/snapshots/upload?priority=snapshot`` (multipart
-field ``snapshot``; creates or replaces the collection).
+field ``snapshot``; creates or replaces the collection), and ``GET /readyz``
+without the key (200 "all shards are ready", 503 "some shards are not ready"
+while ``QdrantState.ready`` is False; source: qdrant/qdrant v1.15.4
+src/actix/api/service_api.rs readyz, src/actix/mod.rs api_key_whitelist).
 
 Refuses, with Qdrant's error body ``{"status": {"error": ...}, "time": ...}``
 (source: qdrant/qdrant lib/api/src/rest/models.rs ApiResponse/ApiStatus, and
@@ -46,6 +49,7 @@ class QdrantState:
     snapshots: dict[tuple[str, str], bytes] = field(default_factory=dict)
     uploads: int = 0
     bad_checksum: bool = False  # descriptions report a checksum the snapshot file does not have
+    ready: bool = True  # /readyz: all shards ready
 
 
 def _ok(result: Any) -> web.Response:
@@ -82,10 +86,15 @@ def _unpack(blob: bytes) -> dict[str, Any]:
 def qdrant_app(state: QdrantState) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.headers.get("api-key") != state.api_key:
+        if request.path != "/readyz" and request.headers.get("api-key") != state.api_key:
             return _error(401, "Must provide a valid API key")
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def readyz(request: web.Request) -> web.Response:
+        if state.ready:
+            return web.Response(text="all shards are ready")
+        return web.Response(status=503, text="some shards are not ready")
 
     async def list_collections(request: web.Request) -> web.Response:
         return _ok({"collections": [{"name": n} for n in sorted(state.collections)]})
@@ -157,6 +166,7 @@ def qdrant_app(state: QdrantState) -> web.Application:
         return _ok(True)
 
     app = web.Application(middlewares=[auth], client_max_size=1 << 30)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/collections", list_collections)
     app.router.add_put("/collections/{c}/points", upsert)
     app.router.add_get("/collections/{c}/points", points)

@@ -298,6 +298,17 @@ def test_every_model_failing_is_a_502_with_the_last_error_in_one_line(stack: Sta
     assert response.json()["model"] == "gemini-2"
 
 
+def test_ops_health_finds_n8n_and_its_gateway_ready(stack: Stack) -> None:
+    """`ops health` asks the real n8n its readiness (OPS_N8N_URL: its loopback port here, Caddy by name on the VM)."""
+    from ops.health import run_health
+
+    env = {**stack.settings.env, "OPS_N8N_URL": stack.n8n.url, "OPS_GATEWAY_URL": stack.gateway.url}
+    report = run_health(dataclasses.replace(stack.settings, env=env), only=("n8n", "litellm"))
+
+    assert report.ok, report.to_dict()
+    assert report.results[1].detail == f'ready ({stack.n8n.url}/healthz/readiness: {{"status":"ok"}})'
+
+
 def test_a_rollback_removes_the_workflow_and_its_credentials(stack: Stack) -> None:
     """Last: it takes the workflow away. n8n is stopped and started around it, as the engine does with compose."""
     stack.n8n.halt()
