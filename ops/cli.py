@@ -731,7 +731,9 @@ def bench_events(count: int, end_to_end: int, as_json: bool) -> None:
 @click.option("--local", is_flag=True, help="Start the gateway here (LiteLLM, Redis, mock providers) instead of the stack's.")
 @click.option("--real-providers", is_flag=True, help="Run even when real providers answer (spends the provider budgets).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def loadtest(project_dir: Path, scenarios: tuple[str, ...], scale: float, local: bool, real_providers: bool, as_json: bool) -> None:
+def loadtest(
+    project_dir: Path, scenarios: tuple[str, ...], scale: float, local: bool, real_providers: bool, as_json: bool
+) -> None:
     """The plan's load test with Locust; exit 1 naming each failed criterion (Locust's progress on stderr)."""
     from ops.loadtest.report import report_text
     from ops.loadtest.runner import run_loadtest
