@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ops.config import Settings
-from ops.errors import ConfigError, OpsError
+from ops.errors import OpsError
 from ops.slices.base import Check, Target
+from ops.slices.cron import CronFile
+from ops.slices.cron import cron_job as _cron_job
 
 NUMBER = 10
 TITLE = "Automated backups"
@@ -30,93 +29,39 @@ REQUIRES: tuple[int, ...] = ()
 SERVICES: tuple[str, ...] = ()
 FILES: tuple[str, ...] = ("backups/crontab",)
 DATABASES: tuple[str, ...] = ()
-CRONTAB = Path("backups/crontab")
-DEFAULT_CRON_FILE = "/etc/cron.d/aistack-backups"
-# crontab variables a project may set in vps.env (tests point them into a temp dir)
-RENDERED = ("OPS_BACKUP_LOCK", "OPS_BACKUP_LOG")
 DAILY_JOB = "backup run --schedule daily"
-ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+# the crontab's lock and log may be set in vps.env (tests point them into a temp dir)
+CRON = CronFile(
+    Path("backups/crontab"),
+    "/etc/cron.d/aistack-backups",
+    "OPS_BACKUP_CRON_FILE",
+    rendered=("OPS_BACKUP_LOCK", "OPS_BACKUP_LOG"),
+    log_variable="OPS_BACKUP_LOG",
+)
 
 
 def cron_file(settings: Settings) -> Path:
-    return Path(settings.effective_env.get("OPS_BACKUP_CRON_FILE") or DEFAULT_CRON_FILE)
+    return CRON.target(settings)
 
 
 def render(settings: Settings) -> str:
     """Return backups/crontab with OPS_PROJECT_DIR set to this project's directory (and the lock and log if set)."""
-    text = (settings.project_dir / CRONTAB).read_text()
-    values = {"OPS_PROJECT_DIR": str(settings.project_dir)}
-    values.update({name: settings.effective_env[name] for name in RENDERED if settings.effective_env.get(name)})
-    for name, value in values.items():
-        text = re.sub(rf"(?m)^{name}=.*$", f"{name}={value}".replace("\\", "\\\\"), text)
-    return text
+    return CRON.render(settings)
 
 
 def cron_job(text: str, marker: str = DAILY_JOB) -> tuple[dict[str, str], str, str]:
-    """Given a cron.d file, return (its variables, the user, the command) of the job containing marker.
-
-    Raise ConfigError if no job has it.
-    """
-    variables: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if match := ASSIGNMENT.match(line):
-            variables[match.group(1)] = match.group(2)
-            continue
-        fields = line.split(None, 6)
-        if len(fields) == 7 and marker in fields[6]:
-            return variables, fields[5], fields[6]
-    raise ConfigError(f"no job running `ops {marker}` in the cron file")
+    """Given a cron.d file, return (its variables, the user, the command) of the job containing marker."""
+    return _cron_job(text, marker)
 
 
 def run_as_cron(text: str, marker: str = DAILY_JOB) -> tuple[int, str]:
-    """Run the job containing marker as cron would: its SHELL, only cron's environment, from the user's home.
-
-    Return its exit status and what it appended to its log (OPS_BACKUP_LOG), or its output if it has none.
-    """
-    variables, user, command = cron_job(text, marker)
-    try:
-        home = pwd.getpwnam(user).pw_dir
-    except KeyError:
-        home = "/"
-    env = {"HOME": home, "LOGNAME": user, "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin", **variables}  # all cron gives
-    log = Path(variables.get("OPS_BACKUP_LOG", "/dev/null"))
-    offset = log.stat().st_size if log.is_file() else 0
-    proc = subprocess.run(
-        [env["SHELL"], "-c", command],
-        env=env,
-        cwd=home if Path(home).is_dir() else "/",
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
-    output = proc.stdout + proc.stderr
-    if log.is_file():
-        with log.open(errors="replace") as handle:
-            handle.seek(offset)
-            output = handle.read() + output
-    return proc.returncode, output.strip()
+    """Run the job containing marker as cron would; return its exit status and what it appended to OPS_BACKUP_LOG."""
+    return CRON.run_job(text, marker)
 
 
 def install(settings: Settings) -> list[str]:
     """Install (or, if backups/crontab is gone, remove) the cron file; return what changed."""
-    target = cron_file(settings)
-    if not (settings.project_dir / CRONTAB).exists():
-        if target.exists():
-            target.unlink()
-            return [f"removed {target}"]
-        return []
-    wanted = render(settings)
-    if target.exists() and target.read_text() == wanted:
-        return []
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # cron reads files in /etc/cron.d that are root's and not group/other-writable; write atomically
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".aistack-", delete=False) as tmp:
-        tmp.write(wanted)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, target)
-    return [f"installed {target}"]
+    return CRON.install(settings)
 
 
 def verify(target: Target) -> list[Check]:
