@@ -746,9 +746,54 @@ def loadtest(
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cost(project_dir: Path, as_json: bool) -> None:
+    """Spend today and this month by model group and provider, against the budgets (the source the alerts read)."""
+    from ops.cost import run_cost
+
+    report = run_cost(load_settings(project_dir))
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo("\n".join(report.lines()))
+
+
 @main.group()
 def alerts() -> None:
     """Alerts: the local checks and the Cloud Monitoring policies for when the VM itself is down."""
+
+
+@alerts.command("check")
+@project_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--quiet", is_flag=True, help="Print only what was sent, failed or could not be read (cron's log).")
+@click.option("--dry-run", is_flag=True, help="Read every rule and the state; send and save nothing.")
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    type=click.Choice(["memory", "disk", "health", "spend", "backup"]),
+    help="Check only this rule (repeatable); backup covers the restore drills.",
+)
+def alerts_check(project_dir: Path, as_json: bool, quiet: bool, dry_run: bool, rules: tuple[str, ...]) -> None:
+    """Check memory, disk, health, spend, backups and drills, the observer; notify what changed (cron, every minute).
+
+    Exit 1 while an alert is firing. The state is OPS_ALERTS_STATE (root's, as the cron job is): docs/ALERTS.md.
+    """
+    import logging
+
+    from ops.alerts.check import run_check
+    from ops.events.logs import configure_logging
+
+    configure_logging(logging.INFO)  # the log notifier's lines, timestamped, the bot's token redacted
+    report = run_check(load_settings(project_dir), rules=rules, dry_run=dry_run)
+    if as_json:
+        _emit(report.to_dict())
+    elif lines := report.lines(quiet):
+        click.echo("\n".join(lines))
+    sys.exit(0 if report.ok else 1)
 
 
 @alerts.command("gcp")

@@ -86,6 +86,17 @@ def _positive(env: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def postgres_access(settings: Settings) -> PostgresAccess:
+    """Given Settings, return how to run Postgres programs as the superuser: in the stack's postgres container,
+    or as OPS_POSTGRES_URL says (local mode, tests). Raise ConfigError if that URL is malformed."""
+    env = settings.effective_env
+    if env.get("OPS_POSTGRES_URL"):
+        return PostgresAccess.from_url(env["OPS_POSTGRES_URL"], env.get("OPS_POSTGRES_BIN_DIR", ""))
+    from ops.runtime.compose import Compose
+
+    return PostgresAccess(tuple(Compose.for_settings(settings).argv("exec", "-T", "postgres")))
+
+
 def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupContext:
     """Given Settings, return the backup context. Raise ConfigError on a missing bucket name or a bad value."""
     env = settings.effective_env
@@ -99,12 +110,7 @@ def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupCo
     identity = env.get("OPS_BACKUP_AGE_IDENTITY", "")
     codec = Codec(_positive(env, "OPS_BACKUP_ZSTD_LEVEL", 3), recipients, Path(identity).expanduser() if identity else None)
     project = env.get("COMPOSE_PROJECT_NAME") or settings.project_dir.name
-    if env.get("OPS_POSTGRES_URL"):
-        postgres = PostgresAccess.from_url(env["OPS_POSTGRES_URL"], env.get("OPS_POSTGRES_BIN_DIR", ""))
-    else:
-        from ops.runtime.compose import Compose
-
-        postgres = PostgresAccess(tuple(Compose.for_settings(settings).argv("exec", "-T", "postgres")))
+    postgres = postgres_access(settings)
     git_repo = Path(env.get("OPS_GIT_REPO") or env.get("OPS_EVENTS_REPO") or "./truth")
     if not git_repo.is_absolute():
         git_repo = settings.project_dir / git_repo

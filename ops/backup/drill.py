@@ -4,12 +4,20 @@ Each database is restored into ``ops_restore_<name>`` and fingerprinted
 (row count and row checksum per table); the fingerprints must equal those
 taken from the dump's own snapshot at backup time. The scratch databases
 are dropped afterwards. The other objects are verified (sha256, decode).
+
+Each drill leaves a record beside the runs, ``<prefix>/drills/<when>-<passed|failed>-<run id>.json``
+(the report), which the catalog and prune skip (it is no run); ``ops alerts check`` reads the newest
+passed one from the names alone: a backup nobody restored proves little.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ops.backup import catalog
@@ -19,6 +27,10 @@ from ops.backup.sources import postgres
 from ops.backup.verify import run_verify
 from ops.errors import OpsError
 from ops.notify import Notice, NotifyConfig, notify
+
+log = logging.getLogger("ops.backup")
+DRILLS = "drills"  # the records' folder under the prefix
+RECORD = re.compile(r"^(\d{8}T\d{6}Z)-(passed|failed)-(.+)\.json$")
 
 
 @dataclass
@@ -99,5 +111,28 @@ def run_drill(ctx: BackupContext, run_id: str | None = None, keep: bool = False)
     message = f"drill of {manifest.run_id}: {report.databases} databases, {same}/{len(report.tables)} tables identical"
     if report.problems:
         message += "; " + "; ".join(report.problems[:3])
-    notify(NotifyConfig(ctx.ping_url), Notice("drill", report.ok, message))
+    problem = record_drill(ctx, report)
+    notify(NotifyConfig(ctx.ping_url), Notice("drill", report.ok, message + (f"; {problem}" if problem else "")))
     return report
+
+
+def record_drill(ctx: BackupContext, report: DrillReport, at: datetime | None = None) -> str:
+    """Given a drill's report, write its record to the bucket; return "" or why it could not be written (never raise)."""
+    at = at or datetime.now(UTC)
+    name = ctx.object_name(DRILLS, f"{at:%Y%m%dT%H%M%SZ}-{'passed' if report.ok else 'failed'}-{report.run_id}.json")
+    try:
+        ctx.bucket.write_text(name, json.dumps({**report.to_dict(), "at": at.isoformat()}, sort_keys=True))
+    except OpsError as exc:
+        log.warning("the drill's record was not written: %s", exc)
+        return f"its record was not written ({exc}): the alerts will not count this drill"
+    return ""
+
+
+def newest_passed(names: list[str]) -> tuple[datetime, str] | None:
+    """Given object names (any prefix), return (when, backup id) of the newest passed drill record, or None."""
+    passed = []
+    for name in names:
+        match = RECORD.match(name.rsplit("/", 1)[-1])
+        if match and match.group(2) == "passed" and name.rsplit("/", 2)[-2:-1] == [DRILLS]:
+            passed.append((datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), match.group(3)))
+    return max(passed) if passed else None

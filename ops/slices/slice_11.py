@@ -1,18 +1,137 @@
-"""Slice 11: Monitoring alerts.
+"""Slice 11: monitoring alerts: memory, disk, a service down, spend; e-mail and Telegram; fired and resolved.
 
-Registered with what it touches; its checks come with alerts."""
+Apply installs alerts/crontab as /etc/cron.d/aistack-alerts (OPS_ALERTS_CRON_FILE), the way slice 10
+installs the backup jobs: `ops alerts check` every minute. Verify checks the installed job and runs it
+as cron runs it; sends a test notice through each notifier the plan names (e-mail and Telegram); then
+fires a synthetic alert and resolves it through the real check, state machine and outbox: the disk rule
+with its threshold at 0% (every filesystem is above it), then at 100% (none is), in a state file of its
+own so the cron job's alerts are untouched. A notice counts as delivered when the SMTP relay accepted it
+(STARTTLS) and the Bot API answered with the message. The alerts Cloud Monitoring raises when the VM
+itself is down are `ops alerts gcp` (docs/ALERTS.md).
+"""
 
 from __future__ import annotations
 
-from ops.slices.base import Check, Target, pending
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ops.config import Settings
+from ops.errors import OpsError
+from ops.slices.base import Check, Target
+from ops.slices.cron import CronFile
 
 NUMBER = 11
 TITLE = "Monitoring alerts"
 REQUIRES: tuple[int, ...] = ()
 SERVICES: tuple[str, ...] = ()
-FILES: tuple[str, ...] = ()
+FILES: tuple[str, ...] = ("alerts/crontab",)
 DATABASES: tuple[str, ...] = ()
+CHECK_JOB = "alerts check"
+CRON = CronFile(
+    Path("alerts/crontab"),
+    "/etc/cron.d/aistack-alerts",
+    "OPS_ALERTS_CRON_FILE",
+    rendered=("OPS_ALERTS_STATE", "OPS_ALERTS_LOG"),
+    log_variable="OPS_ALERTS_LOG",
+)
+PLAN_NOTIFIERS = ("email", "telegram")  # the plan's "Email + Telegram"
+SETUP = {
+    "email": "set OPS_SMTP_HOST, OPS_SMTP_FROM, OPS_SMTP_TO (and OPS_SMTP_USER, OPS_SMTP_PASSWORD) in vps.env",
+    "telegram": "set OPS_TELEGRAM_BOT_TOKEN and OPS_ALERT_TELEGRAM_CHAT (or OPS_TELEGRAM_CHAT_IDS) in vps.env",
+}
+
+OFF = {"email": "e-mail is off", "telegram": "Telegram is off"}  # how ops.alerts.check.notifiers names a malformed one
+BUSY = "another `ops alerts check` is running"
+BUSY_WAIT = 20.0  # seconds to wait for the cron job's own check to finish
+
+
+def install(settings: Settings) -> list[str]:
+    """Install (or, if alerts/crontab is gone, remove) the alerts' cron file; return what changed."""
+    return CRON.install(settings)
+
+
+def _job_checks(settings: Settings) -> list[Check]:
+    installed, detail = CRON.installed(settings)
+    checks = [Check("job installed", installed, detail)]
+    text = CRON.target(settings).read_text() if installed else CRON.render(settings)
+    deadline = time.monotonic() + BUSY_WAIT
+    status, output = CRON.run_job(text, CHECK_JOB)
+    while status > 1 and BUSY in output and time.monotonic() < deadline:  # the minute's own check holds the lock
+        time.sleep(1)
+        status, output = CRON.run_job(text, CHECK_JOB)
+    # 1: the check ran and an alert is firing (it was notified); 2 or more: the check itself failed
+    checks.append(
+        Check(
+            "the check runs as cron runs it",
+            status in (0, 1),
+            f"exit {status}" + (" (an alert is firing)" if status == 1 else "") + (f": {output[-600:]}" if status > 1 else ""),
+        )
+    )
+    return checks
+
+
+def _test_notices(settings: Settings) -> list[Check]:
+    from ops.alerts.check import notifiers
+    from ops.notify import Notice, send
+
+    problems: list[str] = []
+    config = notifiers(settings, problems)
+    checks = []
+    notice = Notice("alert", True, "A test notice from `ops slice 11`: alerts reach you here.", "[aistack] test alert")
+    for name in PLAN_NOTIFIERS:
+        if name not in config.configured():
+            why = next((p for p in problems if p.startswith(OFF[name])), "") or f"not configured: {SETUP[name]}"
+            checks.append(Check(f"test notice by {name}", False, why))
+            continue
+        try:
+            send(name, config, notice)
+            checks.append(Check(f"test notice by {name}", True, _where(name, settings)))
+        except Exception as exc:
+            checks.append(Check(f"test notice by {name}", False, str(exc)))
+    return checks
+
+
+def _where(name: str, settings: Settings) -> str:
+    if name == "email" and settings.smtp:
+        return f"accepted by {settings.smtp.host}:{settings.smtp.port} (STARTTLS) for {', '.join(settings.smtp.recipients)}"
+    if name == "telegram" and settings.alert_telegram:
+        return f"sent to chat {settings.alert_telegram.chat_id}"
+    return "sent"
+
+
+def _synthetic(settings: Settings) -> list[Check]:
+    from ops.alerts.check import run_check
+    from ops.alerts.state import Thresholds
+
+    checks = []
+    with tempfile.TemporaryDirectory(prefix="aistack-slice11-") as scratch:
+        state = Path(scratch) / "alerts.json"
+        for phase, percent, kind in (("fires", 0.0, "firing"), ("resolves", 100.0, "resolved")):
+            report = run_check(
+                settings, rules=("disk",), thresholds=replace(Thresholds(), disk_percent=percent), state_file=state
+            )
+            noticed = [n for n in report.notices if n.kind == kind]
+            delivered = sorted({line.split(":", 1)[0] for line in report.sent})
+            wanted = [n for n in report.notifiers if n != "log"]
+            missing = [n for n in wanted if n not in delivered]
+            checks.append(
+                Check(
+                    f"a synthetic disk alert {phase}",
+                    bool(noticed) and bool(wanted) and not missing and not report.failed,
+                    f"{len(noticed)} {kind} notice(s) ({', '.join(n.key for n in noticed) or 'none'}), delivered by "
+                    f"{', '.join(delivered) or 'nothing'}" + (f"; failed: {'; '.join(report.failed)}" if report.failed else ""),
+                )
+            )
+    return checks
 
 
 def verify(target: Target) -> list[Check]:
-    return pending("alerts")
+    if target.settings is None:
+        return [Check("alerts", False, "no project settings to reach the notifiers: run it as `make slice-11`")]
+    settings = target.settings
+    try:
+        return _job_checks(settings) + _test_notices(settings) + _synthetic(settings)
+    except OpsError as exc:
+        return [Check("alerts", False, str(exc))]
