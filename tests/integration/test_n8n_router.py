@@ -303,7 +303,7 @@ def test_ops_health_finds_n8n_and_its_gateway_ready(stack: Stack) -> None:
     from ops.health import run_health
 
     env = {**stack.settings.env, "OPS_N8N_URL": stack.n8n.url, "OPS_GATEWAY_URL": stack.gateway.url}
-    report = run_health(dataclasses.replace(stack.settings, env=env), only=("n8n", "litellm"))
+    report = run_health(dataclasses.replace(stack.settings, env=env), only=("n8n", "litellm"), timeout=10)
 
     assert report.ok, report.to_dict()
     assert report.results[1].detail == f'ready ({stack.n8n.url}/healthz/readiness: {{"status":"ok"}})'
