@@ -111,3 +111,19 @@ def telegram_app(state: TelegramState) -> web.Application:
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", method)
     return app
+
+
+def main() -> None:
+    """Serve the fake on 0.0.0.0:PORT for the bot token in OPS_TELEGRAM_BOT_TOKEN (the stack tier's container)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Telegram Bot API contract fake")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    app = telegram_app(TelegramState(token=os.environ["OPS_TELEGRAM_BOT_TOKEN"]))
+    web.run_app(app, host="0.0.0.0", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
