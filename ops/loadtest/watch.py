@@ -174,29 +174,49 @@ class _Container:
 
 
 class DockerWatch(_Sampler):
-    """Watch every running container of a compose project through the Docker API (local or DOCKER_HOST=ssh://)."""
+    """Watch every running container of a compose project through the Docker API (local or DOCKER_HOST=ssh://).
 
-    def __init__(self, compose: Compose, interval: float = 1.0) -> None:
+    Each container's stats stream (one frame a second, what `docker stats` reads) is followed in a thread of
+    its own: a one-shot stats request costs the engine most of a second per container.
+    """
+
+    def __init__(self, compose: Compose) -> None:
         super().__init__()
-        self.compose, self.interval = compose, interval
+        self.compose = compose
         self.containers: dict[str, _Container] = {}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
-    def _sample_all(self) -> None:
-        total = 0.0
-        from docker.errors import NotFound
+    def _follow(self, name: str, watched: _Container) -> None:
+        from docker.errors import DockerException
 
-        for name, watched in self.containers.items():
-            # one_shot: the current figures at once, instead of the two samples a second apart the API waits for
-            try:
-                stats = watched.container.stats(stream=False, one_shot=True)
-            except NotFound:  # removed mid-run: reported as gone when the scenario ends
-                continue
-            at = time.monotonic()
+        try:
+            for stats in watched.container.stats(stream=True, decode=True):
+                self._record(name, watched, stats)
+                if self._stop.is_set():
+                    return
+        except DockerException:  # stopped or removed mid-run: reported when the scenario ends
+            return
+        except Exception as exc:  # anything else is reported once the scenario ends, not lost in the thread
+            self.error = exc
+
+    def _record(self, name: str, watched: _Container, stats: dict[str, Any]) -> None:
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
+        with self._lock:
             watched.memory_mb = _docker_memory_mb(stats)
-            total += watched.memory_mb
-            cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
-            self.tracks[name].sample(watched.memory_mb, cpu_ns / 1e9, at)
-        self.stack_peak_mb = max(self.stack_peak_mb, total)
+            self.tracks[name].sample(watched.memory_mb, cpu_ns / 1e9, time.monotonic())
+            self.stack_peak_mb = max(self.stack_peak_mb, sum(c.memory_mb for c in self.containers.values()))
+
+    def _start(self) -> None:
+        for name, watched in self.containers.items():
+            thread = threading.Thread(target=self._follow, args=(name, watched), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _finish(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)  # each returns at its next frame (a second)
 
     def __enter__(self) -> Self:
         from ops.runtime.docker import client
