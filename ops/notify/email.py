@@ -9,6 +9,7 @@ password.
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -23,13 +24,16 @@ if TYPE_CHECKING:
 
 NAME = "email"
 TIMEOUT = 20.0  # seconds for the connection and each reply
+# headers up to RFC 5322's 998 characters a line: folded at 78, a subject starts on the next line and some readers
+# (Python's own) keep the fold's space at its start
+UNFOLDED = email.policy.default.clone(max_line_length=998)
 
 
 def message(notice: Notice, smtp: SmtpSettings) -> EmailMessage:
     """Given a notice and the relay's settings, return the e-mail: subject, sender, recipients, the text."""
     from ops.notify import subject_of
 
-    mail = EmailMessage()
+    mail = EmailMessage(policy=UNFOLDED)
     mail["Subject"] = subject_of(notice)
     mail["From"] = smtp.sender
     mail["To"] = ", ".join(smtp.recipients)

@@ -19,12 +19,11 @@ LIMIT = 4000  # characters: under the Bot API's 4,096 UTF-16 units for any text 
 
 
 def text_of(notice: Notice) -> str:
-    """Given a notice, return the message text: its title, then its text, cut to LIMIT."""
+    """Given a notice, return the message text: its title (unless the text opens with it), then its text, cut to LIMIT."""
     from ops.notify import subject_of
 
     title = subject_of(notice)
-    body = notice.message if notice.message.strip() != title.strip() else ""
-    text = f"{title}\n\n{body}".strip()
+    text = notice.message.strip() if notice.message.startswith(title) else f"{title}\n\n{notice.message}".strip()
     return text if len(text) <= LIMIT else text[: LIMIT - 1] + "…"
 
 
