@@ -105,6 +105,7 @@ class CheckReport:
     failed: list[str] = field(default_factory=list)  # kept for the next check
     dropped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what could not be read or configured
+    new_problems: list[str] = field(default_factory=list)  # those the previous check did not have
     notifiers: tuple[str, ...] = ()
     dry_run: bool = False
 
@@ -128,7 +129,7 @@ class CheckReport:
 
     def lines(self, quiet: bool = False) -> list[str]:
         """Return the report as text: every rule's state (unless quiet), then what was sent, failed or dropped, and
-        the problems. Quiet (cron's log): only what happened."""
+        the problems. Quiet (cron's log, every minute): only what happened, and a problem only when it is new."""
         out = []
         if not quiet:
             for c in self.conditions:
@@ -137,7 +138,7 @@ class CheckReport:
         out += [f"sent     {line}" for line in self.sent]
         out += [f"FAILED   {line} (kept for the next check)" for line in self.failed]
         out += [f"DROPPED  {line}" for line in self.dropped]
-        out += [f"problem  {line}" for line in self.problems]
+        out += [f"problem  {line}" for line in (self.new_problems if quiet else self.problems)]
         if self.dry_run and not quiet:
             out.append("dry run: nothing was sent or saved")
         if not quiet:
@@ -330,6 +331,8 @@ def _checked(
         report.problems.append(note)
     observations, cache = observe(settings, rules, limits, sources, state, moment, report.problems)
     state, notices, conditions = step(state, observations, moment, limits)
-    state = replace(state, cache=cache)
+    seen = set(state.cache.get("problems") or [])
+    report.new_problems = [p for p in report.problems if p not in seen]
+    state = replace(state, cache={**cache, "problems": report.problems})
     report.conditions, report.notices, report.firing = conditions, notices, sorted(state.alerts)
     return state, report

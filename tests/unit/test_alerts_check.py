@@ -217,3 +217,17 @@ def test_memory_above_the_line_for_five_minutes_names_the_largest_containers(pro
     assert report.conditions[0].detail == (
         "92% of the VM's memory in use, above 90% for 5 min; largest containers: litellm 1210 MB, n8n 905 MB, postgres 240 MB"
     )
+
+
+def test_the_quiet_output_cron_logs_every_minute_names_a_problem_once(project: Path) -> None:
+    settings = settings_for(project)
+
+    def unreachable(settings: Settings) -> Spend:
+        raise ServiceError("cannot reach Redis")
+
+    sources = Sources(send=Outbox().send, spend=unreachable)
+    lines = [
+        run_check(settings, rules=("spend",), sources=sources, now=T0 + timedelta(minutes=m)).lines(quiet=True) for m in range(3)
+    ]
+    assert lines == [["problem  spend: cannot reach Redis"], [], []]
+    assert "problem  spend: cannot reach Redis" in run_check(settings, rules=("spend",), sources=sources, now=T0).lines()
