@@ -274,8 +274,20 @@ class Settings:
 
     @property
     def gcp_monitoring_endpoint(self) -> str:
-        """OPS_GCP_MONITORING_ENDPOINT: host:port of a Cloud Monitoring fake, spoken to over plain gRPC; empty is Google's."""
-        return self.effective_env.get("OPS_GCP_MONITORING_ENDPOINT", "").strip()
+        """OPS_GCP_MONITORING_ENDPOINT: host:port of a Cloud Monitoring fake, spoken to over plain gRPC; empty is Google's.
+
+        Raise ConfigError unless the host is 127.0.0.1, localhost or [::1] and the port a number: plain gRPC
+        carries neither credentials nor encryption, so it never leaves this machine.
+        """
+        endpoint = self.effective_env.get("OPS_GCP_MONITORING_ENDPOINT", "").strip()
+        host, _, port = endpoint.rpartition(":")
+        loopback = host in ("127.0.0.1", "localhost", "[::1]") and re.fullmatch(r"[1-9][0-9]{0,4}", port)
+        if endpoint and not (loopback and int(port) <= 65535):
+            raise ConfigError(
+                f"OPS_GCP_MONITORING_ENDPOINT {endpoint!r} must be 127.0.0.1:PORT, localhost:PORT or [::1]:PORT "
+                "(a local fake, spoken to in plain gRPC without credentials); leave it empty for Google's API"
+            )
+        return endpoint
 
     def require_safe_secrets(self) -> None:
         """Raise ConfigError if vps.env is missing or holds a placeholder or weak secret."""

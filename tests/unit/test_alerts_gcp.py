@@ -234,3 +234,20 @@ def test_the_cli_names_a_missing_project_or_credentials_in_one_line(
     placeholder = filled(project, OPS_GCP_PROJECT=PROJECT, LITELLM_DOMAIN="llm.example.com")
     ran = run_ops("alerts", "gcp", "--project-dir", str(placeholder))
     assert ran.returncode != 0 and "LITELLM_DOMAIN is a placeholder" in ran.stderr
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8085", "localhost:1", "[::1]:65535", ""])
+def test_the_monitoring_endpoint_is_a_loopback_port_or_empty(endpoint: str) -> None:
+    assert settings(OPS_GCP_MONITORING_ENDPOINT=endpoint).gcp_monitoring_endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["monitoring.example.net:443", "10.0.0.5:8085", "127.0.0.1", "localhost:http", "[::1]:70000", "127.0.0.1.evil.dev:1"],
+)
+def test_a_monitoring_endpoint_off_this_machine_is_refused_in_one_line(endpoint: str) -> None:
+    with pytest.raises(
+        ConfigError, match=re.escape(f"OPS_GCP_MONITORING_ENDPOINT {endpoint!r} must be 127.0.0.1:PORT")
+    ) as raised:
+        _ = settings(OPS_GCP_MONITORING_ENDPOINT=endpoint).gcp_monitoring_endpoint
+    assert "\n" not in str(raised.value)
