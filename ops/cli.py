@@ -800,12 +800,13 @@ def alerts_check(project_dir: Path, as_json: bool, quiet: bool, dry_run: bool, r
 @project_dir_option
 @click.option("--plan", "action", flag_value="plan", default=True, help="Show what --apply would create or update (default).")
 @click.option("--apply", "action", flag_value="apply", help="Create or update what differs from ops/alerts/gcp_policies.yaml.")
+@click.option("--prune", is_flag=True, help="Also delete what is labelled managed-by=aistack-ops but no longer in the file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def alerts_gcp(project_dir: Path, action: str, as_json: bool) -> None:
+def alerts_gcp(project_dir: Path, action: str, prune: bool, as_json: bool) -> None:
     """Cloud Monitoring as code: uptime check, memory and disk policies, e-mail channels (OPS_GCP_PROJECT)."""
     from ops.alerts.gcp import apply_policies, plan_policies
 
-    result = (apply_policies if action == "apply" else plan_policies)(load_settings(project_dir))
+    result = (apply_policies if action == "apply" else plan_policies)(load_settings(project_dir), prune=prune)
     if as_json:
         _emit(result.to_dict())
     else:

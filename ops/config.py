@@ -14,8 +14,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from ops.envfile import read_env_file
 from ops.errors import ConfigError
-from ops.secrets import _placeholder_domain as placeholder_domain
-from ops.secrets import is_placeholder, secret_problems
+from ops.secrets import is_placeholder, placeholder_domain, secret_problems
 
 COMPOSE_FILE = "docker-compose.vps.yml"
 LITELLM_CONFIG = "litellm-config.yaml"

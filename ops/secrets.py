@@ -107,7 +107,8 @@ _RESERVED_DOMAIN = re.compile(
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
 
 
-def _placeholder_domain(value: str) -> bool:
+def placeholder_domain(value: str) -> bool:
+    """Given a domain name, return whether it is empty or a reserved example name (example.com and the like)."""
     return not value.strip() or bool(_RESERVED_DOMAIN.search(value.strip().rstrip(".")))
 
 
@@ -124,15 +125,15 @@ def setting_problems(env: dict[str, str], profiles: tuple[str, ...]) -> list[str
     domains = ["N8N_DOMAIN", "LITELLM_DOMAIN", *(["LANGFUSE_DOMAIN"] if served else [])]
     for name in domains:
         value = env.get(name, "")
-        if _placeholder_domain(value):
+        if placeholder_domain(value):
             problems.append(f"{name} is a placeholder ({value!r}): set the public name Caddy gets a certificate for")
-    if served and "langfuse" not in profiles and not _placeholder_domain(env.get("LANGFUSE_DOMAIN", "")):
+    if served and "langfuse" not in profiles and not placeholder_domain(env.get("LANGFUSE_DOMAIN", "")):
         problems.append(
             "LANGFUSE_DOMAIN is set but profile langfuse is off: Caddy would get a certificate for it and answer "
             "502 there; empty it (Langfuse Cloud needs no name here)"
         )
     email = env.get("ACME_EMAIL", "")
-    if "@" not in email or _placeholder_domain(email.rpartition("@")[2]):
+    if "@" not in email or placeholder_domain(email.rpartition("@")[2]):
         problems.append(f"ACME_EMAIL is a placeholder ({email!r}): Let's Encrypt and the Langfuse login need your address")
     keys = {name: env.get(name, "").strip() for name in PROVIDER_KEYS}
     for name, value in keys.items():

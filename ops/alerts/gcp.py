@@ -7,7 +7,9 @@ LiteLLM health URL and the Ops Agent's memory and disk metrics.
 compares it with the project's resources (found by the user label
 ``aistack-key``, not by display name) and says create, update, replace or
 unchanged for each; apply writes only what differs, so a second apply writes
-nothing. The real google-cloud-monitoring client does the talking: with
+nothing. Of several resources with one key (an interrupted apply leaves them)
+one is kept and a second uptime check deleted; ``prune`` also deletes what
+the file no longer defines. The real google-cloud-monitoring client does the talking: with
 Application Default Credentials (the VM's service account), or, with
 OPS_GCP_MONITORING_ENDPOINT, over plain gRPC to a local fake (tests).
 """
@@ -18,17 +20,17 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from string import Template
 from typing import Any, Protocol
 
 import yaml
 
-from ops.backup.gcs import _short
+from ops.backup.gcs import short_error
 from ops.config import Settings
 from ops.errors import ConfigError, ServiceError
-from ops.secrets import _placeholder_domain
+from ops.secrets import placeholder_domain
 
 POLICIES_FILE = Path(__file__).with_name("gcp_policies.yaml")
 MANAGED_BY = ("managed-by", "aistack-ops")
@@ -42,6 +44,7 @@ CHECK_UPDATABLE = frozenset({"display_name", "http_check", "tcp_check", "timeout
 # scopes' monitoring.write only publishes metrics (source: the clients' AUTH_SCOPES, transports/base.py).
 SCOPE = "https://www.googleapis.com/auth/monitoring"
 CALL_TIMEOUT = 30.0
+CHECK_ID = re.compile(r'check_id\s*=\s*"([^"]*)"')  # how a policy's filter names an uptime check
 ROLES = (
     "the credentials need the monitoring or cloud-platform scope and the role roles/monitoring.editor "
     "(or roles/monitoring.alertPolicyEditor, notificationChannelEditor and uptimeCheckConfigEditor) on the project; "
@@ -52,8 +55,16 @@ NO_CREDENTIALS = (
     "cloud-platform scope and roles/monitoring.editor, docs/ALERTS.md); elsewhere run "
     "`gcloud auth application-default login`"
 )
-ACTIONS = ("create", "update", "replace", "unchanged", "orphan")
-DONE = {"create": "created", "update": "updated", "replace": "replaced", "unchanged": "unchanged", "orphan": "orphan"}
+ACTIONS = ("create", "update", "replace", "delete", "unchanged", "orphan")
+DONE = {
+    "create": "created",
+    "update": "updated",
+    "replace": "replaced",
+    "delete": "deleted",
+    "unchanged": "unchanged",
+    "orphan": "orphan",
+}
+WRITES = ("create", "update", "replace", "delete")
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,18 @@ class Resource:
 
     @property
     def display_name(self) -> str:
+        """Return the display name the body sets, or an empty string."""
         return str(self.body.get("display_name", ""))
+
+    @property
+    def id(self) -> str:
+        """Return the last part of the server's name: what a policy's filter names an uptime check by."""
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
 class Change:
-    """What a plan or an apply does to one resource; fields names the top-level fields that differ."""
+    """What a plan or an apply does to one resource; fields names the top-level fields that differ, note why."""
 
     kind: str
     key: str
@@ -80,6 +97,7 @@ class Change:
     action: str
     fields: tuple[str, ...] = ()
     name: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,14 +108,16 @@ class GcpPlan:
     changes: tuple[Change, ...]
     applied: bool = False
     source: str = field(default=str(POLICIES_FILE))
+    prune: bool = False
 
     def count(self, action: str) -> int:
+        """Given an action, return how many changes have it."""
         return sum(1 for c in self.changes if c.action == action)
 
     @property
     def pending(self) -> bool:
         """Whether anything differs from the desired state (before an apply) or was written (after one)."""
-        return any(c.action in ("create", "update", "replace") for c in self.changes)
+        return any(c.action in WRITES for c in self.changes)
 
     def lines(self) -> list[str]:
         """Return the report a person reads: one line per resource, then a summary."""
@@ -106,24 +126,28 @@ class GcpPlan:
         for c in self.changes:
             action = DONE[c.action] if self.applied else c.action
             detail = f" ({', '.join(c.fields)})" if c.fields else ""
-            if c.action == "orphan":
-                detail = f" ({c.name}: labelled {MANAGED_BY[0]}={MANAGED_BY[1]} but no longer desired; left alone)"
+            if c.note:
+                detail = f" ({c.name}: {c.note})"
             out.append(f"  {action:<9}  {c.kind:<20}  {c.key:<18}  {c.display_name}{detail}")
-        counts = ", ".join(f"{self.count(a)} to {a}" for a in ("create", "update", "replace"))
+        writes = ("create", "update", "replace") + (("delete",) if self.count("delete") else ())
+        counts = ", ".join(f"{self.count(a)} to {a}" for a in writes)
         if not self.pending:
             out.append(f"Nothing to change: all {self.count('unchanged')} resources match {Path(self.source).name}.")
         elif self.applied:
-            done = ", ".join(f"{self.count(a)} {DONE[a]}" for a in ("create", "update", "replace"))
+            done = ", ".join(f"{self.count(a)} {DONE[a]}" for a in writes)
             out.append(f"Applied: {done}, {self.count('unchanged')} unchanged.")
         else:
-            out.append(f"{counts}, {self.count('unchanged')} unchanged. `ops alerts gcp --apply` makes these changes.")
+            command = "ops alerts gcp --apply" + (" --prune" if self.prune else "")
+            out.append(f"{counts}, {self.count('unchanged')} unchanged. `{command}` makes these changes.")
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the plan as `--json` prints it: the project, whether it was applied, the file, every change."""
         return {
             "project": self.project,
             "applied": self.applied,
             "source": self.source,
+            "prune": self.prune,
             "changes": [asdict(c) | {"fields": list(c.fields)} for c in self.changes],
         }
 
@@ -289,23 +313,59 @@ def differing_fields(desired: dict[str, Any], existing: dict[str, Any]) -> tuple
     return tuple(k for k, v in desired.items() if k not in existing or not _same(v, existing[k], k))
 
 
-def plan_changes(desired: list[Resource], existing: list[Resource]) -> list[Change]:
+def references(body: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Given an alert policy's fields, return (kind, id) of every channel it notifies and uptime check its filters name."""
+    refs = {(CHANNEL, str(n).rsplit("/", 1)[-1]) for n in body.get("notification_channels") or []}
+    for condition in body.get("conditions") or []:
+        for value in condition.values():
+            if isinstance(value, dict) and isinstance(value.get("filter"), str):
+                refs |= {(CHECK, check_id) for check_id in CHECK_ID.findall(value["filter"])}
+    return refs
+
+
+def choose(desired: list[Resource], existing: list[Resource]) -> dict[tuple[str, str], Resource]:
+    """Given the desired and the existing managed resources, return the existing one kept for each kind and key.
+
+    Of several with one key (an apply interrupted after creating a new uptime check leaves two): the one
+    whose fields match the desired state, else the one an existing policy names, else the first listed.
+    """
+    wanted = {(r.kind, r.key): r for r in desired}
+    named: set[tuple[str, str]] = set()
+    for r in existing:
+        if r.kind == POLICY:
+            named |= references(r.body)
+
+    def rank(item: tuple[int, Resource]) -> tuple[bool, bool, int]:
+        i, r = item
+        target = wanted.get((r.kind, r.key))
+        matches = target is not None and not differing_fields(target.body, r.body)
+        return (not matches, (r.kind, r.id) not in named, i)
+
+    groups: dict[tuple[str, str], list[tuple[int, Resource]]] = {}
+    for i, r in enumerate(existing):
+        groups.setdefault((r.kind, r.key), []).append((i, r))
+    return {k: min(items, key=rank)[1] for k, items in groups.items()}
+
+
+def plan_changes(
+    desired: list[Resource],
+    existing: list[Resource],
+    *,
+    prune: bool = False,
+    foreign: frozenset[tuple[str, str]] = frozenset(),
+) -> list[Change]:
     """Given the desired and the existing managed resources, return one Change per resource.
 
-    Matched by kind and aistack-key. An uptime check differing in a field its update cannot change is
-    replaced; an existing resource no longer desired (or a second one with the same key) is an orphan.
+    Matched by kind and aistack-key, one existing resource per key as choose() keeps it. An uptime check
+    differing in a field its update cannot change is replaced. A second uptime check with a desired key
+    is deleted; with prune, so is every other managed resource the file no longer defines or has a
+    second of; the rest are orphans, left alone. A check or channel a policy still names after the apply
+    (foreign: the (kind, id) that policies aistack-ops does not manage name) is never deleted.
     """
-    found: dict[tuple[str, str], Resource] = {}
-    changes: list[Change] = []
-    for r in existing:
-        if (r.kind, r.key) in found:
-            changes.append(Change(r.kind, r.key, r.display_name, "orphan", name=r.name))
-        else:
-            found[(r.kind, r.key)] = r
-    wanted = {(r.kind, r.key) for r in desired}
+    kept = choose(desired, existing)
     ordered: list[Change] = []
     for r in desired:
-        old = found.get((r.kind, r.key))
+        old = kept.get((r.kind, r.key))
         if old is None:
             ordered.append(Change(r.kind, r.key, r.display_name, "create"))
             continue
@@ -317,8 +377,31 @@ def plan_changes(desired: list[Resource], existing: list[Resource]) -> list[Chan
         else:
             action = "update"
         ordered.append(Change(r.kind, r.key, r.display_name, action, fields, old.name))
-    orphans = [Change(r.kind, r.key, r.display_name, "orphan", name=r.name) for k, r in found.items() if k not in wanted]
-    return ordered + orphans + changes
+    wanted = {(r.kind, r.key) for r in desired}
+    extra = [r for r in existing if (r.kind, r.key) not in wanted or kept[(r.kind, r.key)] is not r]
+
+    def why(r: Resource) -> str:
+        return f"another {r.kind} has this key" if (r.kind, r.key) in wanted else "no longer desired"
+
+    def deletable(r: Resource) -> bool:
+        return prune or (r.kind == CHECK and (r.kind, r.key) in wanted)
+
+    # what the policies name once the apply is done: the desired ones, the ones it leaves, the ones it does not manage
+    named = set(foreign)
+    for r in desired + [r for r in extra if not deletable(r)]:
+        if r.kind == POLICY:
+            named |= references(r.body)
+    removals: list[Change] = []
+    for r in extra:
+        if deletable(r) and (r.kind, r.id) not in named:
+            removals.append(Change(r.kind, r.key, r.display_name, "delete", name=r.name, note=why(r)))
+        elif deletable(r):
+            note = f"{why(r)}, but an alert policy that stays names it; left alone"
+            removals.append(Change(r.kind, r.key, r.display_name, "orphan", name=r.name, note=note))
+        else:
+            note = f"{why(r)}; left alone, --prune deletes it"
+            removals.append(Change(r.kind, r.key, r.display_name, "orphan", name=r.name, note=note))
+    return ordered + removals
 
 
 def managed(kind: str, body: dict[str, Any], name: str) -> Resource | None:
@@ -348,6 +431,10 @@ class GapicMonitoring:
     """The three google-cloud-monitoring clients for one project (ADC, or plain gRPC to endpoint)."""
 
     def __init__(self, project: str, endpoint: str = "") -> None:
+        """Given a project id and an optional loopback host:port of a fake, make the clients.
+
+        Raise ConfigError if no endpoint is given and Application Default Credentials are missing.
+        """
         from google.auth import exceptions as auth_exceptions
         from google.cloud import monitoring_v3
         from google.cloud.monitoring_v3.services.alert_policy_service.transports import AlertPolicyServiceGrpcTransport
@@ -377,7 +464,7 @@ class GapicMonitoring:
         try:
             credentials, _ = google.auth.default(scopes=[SCOPE])
         except auth_exceptions.DefaultCredentialsError as exc:
-            raise ConfigError(f"{NO_CREDENTIALS} ({_short(exc)})") from exc
+            raise ConfigError(f"{NO_CREDENTIALS} ({short_error(exc)})") from exc
         self._channel = None
         self._clients = {
             CHANNEL: monitoring_v3.NotificationChannelServiceClient(credentials=credentials),
@@ -386,12 +473,13 @@ class GapicMonitoring:
         }
 
     def close(self) -> None:
+        """Close the gRPC channel to a fake endpoint; the credentialed clients need no closing."""
         if self._channel is not None:
             self._channel.close()
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Turn the client's exceptions into one OpsError naming the project and what was being done."""
+        """Given what is being done, turn the client's exceptions into one OpsError naming it and the project."""
         from google.api_core import exceptions
         from google.auth import exceptions as auth_exceptions
 
@@ -410,15 +498,19 @@ class GapicMonitoring:
         except exceptions.NotFound as exc:
             raise ConfigError(f"Cloud Monitoring cannot {doing}: project {self.project!r} not found (OPS_GCP_PROJECT)") from exc
         except exceptions.InvalidArgument as exc:
-            raise ConfigError(f"Cloud Monitoring refused to {doing}: {_short(exc)} (ops/alerts/gcp_policies.yaml)") from exc
+            raise ConfigError(f"Cloud Monitoring refused to {doing}: {short_error(exc)} (ops/alerts/gcp_policies.yaml)") from exc
         except (exceptions.GoogleAPIError, exceptions.RetryError) as exc:
-            raise ServiceError(f"Cloud Monitoring could not {doing} in project {self.project}: {_short(exc)}") from exc
+            raise ServiceError(f"Cloud Monitoring could not {doing} in project {self.project}: {short_error(exc)}") from exc
         except auth_exceptions.DefaultCredentialsError as exc:
             raise ConfigError(NO_CREDENTIALS) from exc
         except auth_exceptions.GoogleAuthError as exc:
-            raise ConfigError(f"the Google credentials failed to {doing}: {_short(exc)}; {ROLES}") from exc
+            raise ConfigError(f"the Google credentials failed to {doing}: {short_error(exc)}; {ROLES}") from exc
 
     def list(self, kind: str) -> list[dict[str, Any]]:
+        """Given a kind, return every resource of it in the project (all pages) as a dict of fields.
+
+        Raise ConfigError if the credentials, role, API or project are refused; ServiceError if unreachable.
+        """
         client = self._clients[kind]
         with self._errors(f"list the {kind}s"):  # the pagers fetch every page
             if kind == CHANNEL:
@@ -430,6 +522,10 @@ class GapicMonitoring:
             return [to_body(m) for m in found]
 
     def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Given a kind and a resource's fields, create it and return the server's answer (with its name).
+
+        Raise as list() does, or ConfigError if the server rejects a field.
+        """
         client, message = self._clients[kind], to_message(kind, body)
         with self._errors(f"create {kind} {body.get('display_name')!r}"):
             if kind == CHANNEL:
@@ -441,6 +537,10 @@ class GapicMonitoring:
         return to_body(made)
 
     def update(self, kind: str, name: str, body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+        """Given a resource's name, its desired fields and the top-level fields to change, update only those.
+
+        Return the server's answer. Raise as create() does.
+        """
         from google.protobuf import field_mask_pb2
 
         client, message = self._clients[kind], to_message(kind, {**body, "name": name})
@@ -455,6 +555,7 @@ class GapicMonitoring:
         return to_body(made)
 
     def delete(self, kind: str, name: str) -> None:
+        """Given a kind and a resource's name, delete it. Raise as list() does (ServiceError if a policy uses it)."""
         client = self._clients[kind]
         with self._errors(f"delete {kind} {name}"):
             if kind == CHANNEL:
@@ -468,14 +569,18 @@ class GapicMonitoring:
 # --- plan and apply ---
 
 
-def _existing(api: MonitoringApi) -> list[Resource]:
-    out = []
+def _existing(api: MonitoringApi) -> tuple[list[Resource], frozenset[tuple[str, str]]]:
+    """Given the API, return the managed resources and the (kind, id) that the other alert policies name."""
+    out: list[Resource] = []
+    foreign: set[tuple[str, str]] = set()
     for kind in KINDS:
         for body in api.list(kind):
             found = managed(kind, body, str(body.get("name", "")))
             if found is not None:
                 out.append(found)
-    return out
+            elif kind == POLICY:
+                foreign |= references(body)
+    return out, frozenset(foreign)
 
 
 def _settings_inputs(settings: Settings) -> tuple[str, tuple[str, ...], str]:
@@ -483,14 +588,14 @@ def _settings_inputs(settings: Settings) -> tuple[str, tuple[str, ...], str]:
     project = settings.gcp_project
     emails = settings.gcp_alert_emails
     domain = settings.effective_env.get("LITELLM_DOMAIN", "").strip()
-    if _placeholder_domain(domain):
+    if placeholder_domain(domain):
         raise ConfigError(
             f"LITELLM_DOMAIN is a placeholder ({domain!r}): the uptime check needs the public name Caddy serves LiteLLM on"
         )
     return project, emails, domain
 
 
-def _reconcile(settings: Settings, spec_path: Path, api: MonitoringApi | None, write: bool) -> GcpPlan:
+def _reconcile(settings: Settings, spec_path: Path, api: MonitoringApi | None, write: bool, prune: bool) -> GcpPlan:
     project, emails, domain = _settings_inputs(settings)
     spec = load_spec(spec_path)
 
@@ -503,52 +608,60 @@ def _reconcile(settings: Settings, spec_path: Path, api: MonitoringApi | None, w
     owned = api is None
     client: MonitoringApi = api or GapicMonitoring(project, settings.gcp_monitoring_endpoint)
     try:
-        existing = _existing(client)
-        found = {(r.kind, r.key): r for r in existing}
-        names = {k: r.name for (kind, k), r in found.items() if kind == CHANNEL}
-        ids = {k: r.name.rsplit("/", 1)[-1] for (kind, k), r in found.items() if kind == CHECK}
-        first = plan_changes(wanted(names, ids), existing)
+        existing, foreign = _existing(client)
+        # channels' and checks' fields do not depend on names, so this keeps the ones plan_changes keeps
+        kept = choose(wanted({}, {}), existing)
+        names = {k: r.name for (kind, k), r in kept.items() if kind == CHANNEL}
+        ids = {k: r.id for (kind, k), r in kept.items() if kind == CHECK}
+        changes = plan_changes(wanted(names, ids), existing, prune=prune, foreign=foreign)
         if not write:
-            return GcpPlan(project, tuple(first), applied=False, source=str(spec_path))
-        done: list[Change] = []
-        replaced: list[str] = []
-        for kind in (CHANNEL, CHECK, POLICY):  # policies last: they name the channels and the check
-            desired = [r for r in wanted(names, ids) if r.kind == kind]
-            for change in plan_changes(desired, [r for r in existing if r.kind == kind]):
-                target = next((r for r in desired if r.key == change.key), None)
-                if target is not None and change.action in ("create", "replace"):
-                    made = client.create(kind, target.body)
-                    if change.action == "replace":
-                        replaced.append(change.name)
-                    change = Change(kind, change.key, change.display_name, change.action, change.fields, str(made["name"]))
-                elif target is not None and change.action == "update":
-                    client.update(kind, change.name, target.body, change.fields)
-                if kind == CHANNEL and change.name:
-                    names[change.key] = change.name
-                if kind == CHECK and change.name and change.action != "orphan":
-                    ids[change.key] = change.name.rsplit("/", 1)[-1]
-                done.append(change)
-        for name in replaced:  # after the policies point at the new check: Monitoring refuses to delete one in use
-            client.delete(CHECK, name)
-        return GcpPlan(project, tuple(done), applied=True, source=str(spec_path))
+            return GcpPlan(project, tuple(changes), applied=False, source=str(spec_path), prune=prune)
+        made: dict[tuple[str, str], str] = {}
+        for kind in KINDS:  # policies last: they name the channels and the check
+            desired = wanted(names, ids)
+            targets = {r.key: r for r in desired if r.kind == kind}
+            changes = plan_changes(desired, existing, prune=prune, foreign=foreign)
+            for change in (c for c in changes if c.kind == kind):
+                if change.action in ("create", "replace"):
+                    name = made[(kind, change.key)] = str(client.create(kind, targets[change.key].body)["name"])
+                    if kind == CHANNEL:
+                        names[change.key] = name
+                    elif kind == CHECK:
+                        ids[change.key] = name.rsplit("/", 1)[-1]
+                elif change.action == "update":
+                    client.update(kind, change.name, targets[change.key].body, change.fields)
+        # then deletions, policies first: Monitoring refuses to delete a check or channel a policy names
+        for kind in (POLICY, CHECK, CHANNEL):
+            for change in changes:
+                if change.kind == kind and change.action in ("replace", "delete"):
+                    client.delete(kind, change.name)
+        done = [replace(c, name=made[(c.kind, c.key)]) if c.action in ("create", "replace") else c for c in changes]
+        return GcpPlan(project, tuple(done), applied=True, source=str(spec_path), prune=prune)
     finally:
         if owned and isinstance(client, GapicMonitoring):
             client.close()
 
 
-def plan_policies(settings: Settings, *, spec_path: Path = POLICIES_FILE, api: MonitoringApi | None = None) -> GcpPlan:
+def plan_policies(
+    settings: Settings, *, spec_path: Path = POLICIES_FILE, api: MonitoringApi | None = None, prune: bool = False
+) -> GcpPlan:
     """Given the settings, return what an apply would do to the project's Cloud Monitoring resources; write nothing.
+
+    With prune, the plan lists as deletions the managed resources the file no longer defines.
 
     Raise ConfigError if OPS_GCP_PROJECT, the e-mails or LITELLM_DOMAIN is missing, the desired-state file
     is wrong, or the credentials are missing or refused; ServiceError if Cloud Monitoring cannot be reached.
     """
-    return _reconcile(settings, spec_path, api, write=False)
+    return _reconcile(settings, spec_path, api, write=False, prune=prune)
 
 
-def apply_policies(settings: Settings, *, spec_path: Path = POLICIES_FILE, api: MonitoringApi | None = None) -> GcpPlan:
+def apply_policies(
+    settings: Settings, *, spec_path: Path = POLICIES_FILE, api: MonitoringApi | None = None, prune: bool = False
+) -> GcpPlan:
     """Given the settings, create or update the resources that differ from the desired state; return what was done.
 
-    Channels first, then the uptime check, then the policies that name them; a replaced check is deleted last.
-    Raise as plan_policies does.
+    Channels first, then the uptime check, then the policies that name them; deletions last (a replaced
+    check, a second check with one key, and with prune every managed resource the file no longer defines),
+    policies before the checks and channels they name. Raise as plan_policies does.
     """
-    return _reconcile(settings, spec_path, api, write=True)
+    return _reconcile(settings, spec_path, api, write=True, prune=prune)

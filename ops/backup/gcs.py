@@ -92,13 +92,13 @@ class Bucket:
                 raise ServiceError(f"{where} does not exist") from exc
             if code in (401, 403):
                 raise ConfigError(f"GCS refused to {operation} {where} ({code}): {PERMISSIONS}") from exc
-            raise ServiceError(f"GCS could not {operation} {where}: {_short(exc)}") from exc
+            raise ServiceError(f"GCS could not {operation} {where}: {short_error(exc)}") from exc
         except auth_exceptions.DefaultCredentialsError as exc:
             raise ConfigError(NO_CREDENTIALS.format(bucket=self.name)) from exc
         except auth_exceptions.GoogleAuthError as exc:
-            raise ConfigError(f"the Google credentials failed to {operation} {where}: {_short(exc)}") from exc
+            raise ConfigError(f"the Google credentials failed to {operation} {where}: {short_error(exc)}") from exc
         except http_exceptions.RequestException as exc:
-            raise ServiceError(f"cannot reach GCS to {operation} {where}: {_short(exc)}") from exc
+            raise ServiceError(f"cannot reach GCS to {operation} {where}: {short_error(exc)}") from exc
 
     @contextmanager
     def writer(self, object_name: str, content_type: str = "application/octet-stream") -> Iterator[Any]:
@@ -158,5 +158,6 @@ class _Writer:
             return int(self._handle.write(data))
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """Given a client's exception, return its text on one line, 300 characters at most."""
     return " ".join(str(exc).split())[:300]

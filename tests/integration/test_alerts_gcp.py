@@ -11,14 +11,25 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from ops.alerts.gcp import CHANNEL, CHECK, POLICIES_FILE, POLICY, GcpPlan, apply_policies, channel_key, plan_policies
+from ops.alerts.gcp import (
+    CHANNEL,
+    CHECK,
+    POLICIES_FILE,
+    POLICY,
+    GapicMonitoring,
+    GcpPlan,
+    apply_policies,
+    channel_key,
+    plan_policies,
+)
 from ops.config import Settings
-from ops.errors import ConfigError
+from ops.errors import ConfigError, ServiceError
 from tests.fakes.cloud_monitoring import CloudMonitoringFake
 
 pytestmark = pytest.mark.integration
@@ -180,3 +191,105 @@ def test_the_command_applies_then_says_nothing_changes(fake: CloudMonitoringFake
     second = ops("--apply")
     assert second.returncode == 0 and "Nothing to change: all 5 resources match gcp_policies.yaml." in second.stdout
     assert len(fake.writes) == 5
+    (env["OPS_GCP_ALERT_EMAILS"], env["OPS_SMTP_TO"]) = ("", "oncall@aistack.dev")  # vps.env's address dropped
+    (project / "vps.env").write_text("LITELLM_DOMAIN=llm.aistack.dev\n")
+    planned = ops("--plan", "--prune")
+    assert planned.returncode == 0 and "  delete     notification channel" in planned.stdout, planned.stderr
+    assert len(fake.writes) == 5
+
+
+class FailingPolicyUpdate:
+    """The real client, except that updating an alert policy fails: an apply interrupted halfway."""
+
+    def __init__(self, fake: CloudMonitoringFake) -> None:
+        self.api = GapicMonitoring(PROJECT, fake.endpoint)
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        return self.api.list(kind)
+
+    def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.api.create(kind, body)
+
+    def update(self, kind: str, name: str, body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+        if kind == POLICY:
+            raise ServiceError("Cloud Monitoring could not update alert policy (the connection dropped)")
+        return self.api.update(kind, name, body, fields)
+
+    def delete(self, kind: str, name: str) -> None:
+        self.api.delete(kind, name)
+
+
+def test_an_apply_interrupted_mid_domain_change_converges_to_one_check(fake: CloudMonitoringFake) -> None:
+    apply_policies(settings(fake))
+    moved = settings(fake, LITELLM_DOMAIN="api.aistack.dev")
+    broken = FailingPolicyUpdate(fake)
+    with pytest.raises(ServiceError, match="connection dropped"):
+        apply_policies(moved, api=broken)
+    broken.api.close()
+    assert len(fake.items("check")) == 2  # the new check made, the policy still on the old one
+    plan = plan_policies(moved)
+    assert [(a, k) for a, _, k in actions(plan) if a != "unchanged"] == [("update", "uptime"), ("delete", "litellm-health")]
+    apply_policies(moved)
+    (check,) = fake.items("check")
+    assert check.monitored_resource.labels["host"] == "api.aistack.dev"
+    (uptime,) = [p for p in fake.items("policy") if p.user_labels["aistack-key"] == "uptime"]
+    assert f'"{check.name.rsplit("/", 1)[-1]}"' in uptime.conditions[0].condition_threshold.filter
+    writes = len(fake.writes)
+    again = apply_policies(moved)
+    assert fake.writes[writes:] == [] and not again.pending
+
+
+def managed_channel(fake: CloudMonitoringFake, email: str) -> str:
+    """Create an e-mail channel labelled as aistack-ops's, as a retried create leaves one; return its name."""
+    api = GapicMonitoring(PROJECT, fake.endpoint)
+    labels = {"managed-by": "aistack-ops", "aistack-key": channel_key(email)}
+    made = api.create(
+        CHANNEL, {"type": "email", "display_name": f"aistack: {email}", "labels": {"email_address": email}, "user_labels": labels}
+    )
+    api.close()
+    return str(made["name"])
+
+
+def test_a_second_channel_with_the_same_key_changes_no_policy(fake: CloudMonitoringFake) -> None:
+    apply_policies(settings(fake))
+    (first,) = fake.items("channel")
+    duplicate = managed_channel(fake, EMAIL)
+    writes = len(fake.writes)
+    applied = apply_policies(settings(fake))
+    assert fake.writes[writes:] == [] and not applied.pending
+    assert ("orphan", CHANNEL, channel_key(EMAIL)) in actions(applied)
+    assert all(list(p.notification_channels) == [first.name] for p in fake.items("policy"))
+    pruned = apply_policies(settings(fake), prune=True)
+    assert fake.writes[writes:] == [("delete channel", duplicate)] and pruned.count("delete") == 1
+    assert not apply_policies(settings(fake), prune=True).pending
+
+
+def test_prune_deletes_what_the_file_no_longer_defines_after_listing_it(fake: CloudMonitoringFake, tmp_path: Path) -> None:
+    apply_policies(settings(fake))
+    spec = yaml.safe_load(POLICIES_FILE.read_text())
+    spec["alert_policies"][1]["key"] = "disk-full"  # a renamed key: without --prune, two policies page
+    renamed = tmp_path / "gcp_policies.yaml"
+    renamed.write_text(yaml.safe_dump(spec))
+    kept = apply_policies(settings(fake), spec_path=renamed)
+    assert ("orphan", POLICY, "disk") in actions(kept) and len(fake.items("policy")) == 4
+    assert "--prune deletes it" in "\n".join(kept.lines())
+    writes = len(fake.writes)
+    plan = plan_policies(settings(fake), spec_path=renamed, prune=True)
+    assert [(a, k) for a, _, k in actions(plan) if a != "unchanged"] == [("delete", "disk")]
+    assert fake.writes[writes:] == [] and "1 to delete" in plan.lines()[-1] and "--apply --prune`" in plan.lines()[-1]
+    (old,) = [p for p in fake.items("policy") if p.user_labels["aistack-key"] == "disk"]
+    pruned = apply_policies(settings(fake), spec_path=renamed, prune=True)
+    assert fake.writes[writes:] == [("delete policy", old.name)] and "1 deleted" in pruned.lines()[-1]
+    assert sorted(p.user_labels["aistack-key"] for p in fake.items("policy")) == ["disk-full", "memory", "uptime"]
+
+
+def test_prune_deletes_a_dropped_policy_before_the_check_it_names(fake: CloudMonitoringFake, tmp_path: Path) -> None:
+    apply_policies(settings(fake))
+    spec = yaml.safe_load(POLICIES_FILE.read_text())
+    spec["uptime_checks"], spec["alert_policies"] = [], spec["alert_policies"][:2]
+    dropped = tmp_path / "gcp_policies.yaml"
+    dropped.write_text(yaml.safe_dump(spec))
+    writes = len(fake.writes)
+    apply_policies(settings(fake), spec_path=dropped, prune=True)  # the fake refuses to delete a check a policy names
+    assert [w for w, _ in fake.writes[writes:]] == ["delete policy", "delete check"]
+    assert fake.items("check") == [] and len(fake.items("policy")) == 2

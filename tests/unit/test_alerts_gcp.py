@@ -21,6 +21,7 @@ from ops.alerts.gcp import (
     GcpPlan,
     Resource,
     channel_key,
+    choose,
     desired_state,
     differing_fields,
     load_spec,
@@ -234,6 +235,56 @@ def test_the_cli_names_a_missing_project_or_credentials_in_one_line(
     placeholder = filled(project, OPS_GCP_PROJECT=PROJECT, LITELLM_DOMAIN="llm.example.com")
     ran = run_ops("alerts", "gcp", "--project-dir", str(placeholder))
     assert ran.returncode != 0 and "LITELLM_DOMAIN is a placeholder" in ran.stderr
+
+
+def second_check(domain: str, number: int, **changes: Any) -> Resource:
+    """An uptime check with the key litellm-health for domain, as the server lists it under id number."""
+    body = copy.deepcopy(by_key(render(domain=domain))["litellm-health"].body) | changes
+    name = f"projects/{PROJECT}/uptimeCheckConfigs/{number}"
+    return Resource(CHECK, "litellm-health", body | {"name": name}, name)
+
+
+def test_of_two_checks_with_one_key_the_one_matching_the_file_is_kept_and_the_other_deleted() -> None:
+    # an apply moving to a new domain made the new check (200), then failed before re-pointing the policy
+    existing = [*as_existing(render(check_ids={"litellm-health": "102"})), second_check("api.aistack.dev", 200)]
+    desired = render(domain="api.aistack.dev", check_ids={"litellm-health": "200"})
+    changes = [(c.action, c.kind, c.key, c.name) for c in plan_changes(desired, existing) if c.action != "unchanged"]
+    assert changes == [
+        ("update", POLICY, "uptime", existing[5].name),
+        ("delete", CHECK, "litellm-health", existing[2].name),
+    ]
+    assert choose(desired, existing)[(CHECK, "litellm-health")].name.endswith("/200")
+
+
+def test_when_no_check_with_the_key_matches_the_one_a_policy_names_is_kept() -> None:
+    policies = [r for r in as_existing(render(check_ids={"litellm-health": "300"})) if r.kind != CHECK]
+    existing = [second_check("llm.aistack.dev", 299, timeout="5s"), second_check("llm.aistack.dev", 300, timeout="5s")]
+    changes = plan_changes(render(check_ids={"litellm-health": "300"}), existing + policies)
+    check = next(c for c in changes if c.kind == CHECK and c.action != "delete")
+    assert (check.action, check.fields, check.name) == ("update", ("timeout",), existing[1].name)
+    assert [(c.action, c.name) for c in changes if c.action == "delete"] == [("delete", existing[0].name)]
+
+
+def test_a_second_check_a_policy_not_ours_names_is_left_alone() -> None:
+    existing = [*as_existing(render(check_ids={"litellm-health": "102"})), second_check("llm.aistack.dev", 200)]
+    changes = plan_changes(render(check_ids={"litellm-health": "102"}), existing, foreign=frozenset({(CHECK, "200")}))
+    (extra,) = [c for c in changes if c.name.endswith("/200")]
+    assert extra.action == "orphan" and "names it; left alone" in extra.note
+    assert not GcpPlan(PROJECT, tuple(changes)).pending
+
+
+def test_prune_deletes_what_the_file_no_longer_defines_and_without_it_says_so() -> None:
+    existing = as_existing(render(check_ids={"litellm-health": "102"}))
+    spec = load_spec()
+    spec["uptime_checks"], spec["alert_policies"] = [], spec["alert_policies"][:2]  # the uptime check dropped
+    kept = [(c.action, c.key) for c in plan_changes(render(spec), existing) if c.action != "unchanged"]
+    assert kept == [("orphan", "litellm-health"), ("orphan", "uptime")]
+    pruned = plan_changes(render(spec), existing, prune=True)
+    assert [(c.action, c.key) for c in pruned if c.action != "unchanged"] == [("delete", "litellm-health"), ("delete", "uptime")]
+    plan = GcpPlan(PROJECT, tuple(pruned), prune=True)
+    assert plan.lines()[-1] == (
+        "0 to create, 0 to update, 0 to replace, 2 to delete, 4 unchanged. `ops alerts gcp --apply --prune` makes these changes."
+    )
 
 
 @pytest.mark.parametrize("endpoint", ["127.0.0.1:8085", "localhost:1", "[::1]:65535", ""])
