@@ -33,21 +33,34 @@ def doctor_text(report: DoctorReport) -> str:
 
 def gateway_bench_text(bench: GatewayBench) -> str:
     lines = [f"upstream latency {bench.upstream_latency_ms} ms, {bench.requests} requests per run", ""]
-    lines.append(f"{'target':<17}{'conc':>5}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'errors':>8}{'peak MB':>9}")
+    lines.append(f"{'target':<17}{'conc':>5}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'errors':>8}{'peak MB':>9}{'CPU ms':>8}")
     for run in bench.runs:
         r = run.result
         peak = f"{run.peak_mb:.0f}" if run.peak_mb is not None else "-"
+        cpu = f"{run.cpu_ms:.1f}" if run.cpu_ms is not None else "-"
         lines.append(
             f"{run.target:<17}{run.concurrency:>5}{r.throughput:>9.1f}{r.percentile(50):>8.1f}"
-            f"{r.percentile(95):>8.1f}{r.percentile(99):>8.1f}{r.errors:>8}{peak:>9}"
+            f"{r.percentile(95):>8.1f}{r.percentile(99):>8.1f}{r.errors:>8}{peak:>9}{cpu:>8}"
         )
     lines.append("")
     for c in bench.comparisons():
         verdicts = [k.removeprefix("meets_").removesuffix("_target") for k, v in c.items() if k.startswith("meets_") and not v]
         lines.append(
             f"{c['target']} at {c['concurrency']}: {c['throughput_ratio']:.2f}x direct throughput, "
-            f"+{c['added_p50_ms']:.0f} ms p50; " + ("all targets met" if not verdicts else "misses: " + ", ".join(verdicts))
+            f"+{c['added_p50_ms']:.0f} ms p50"
+            + (f", {c['cpu_ratio_to_minimal']:.2f}x the minimal's CPU/request" if c.get("cpu_ratio_to_minimal") else "")
+            + "; "
+            + ("all targets met" if not verdicts else "misses: " + ", ".join(verdicts))
         )
+    if bench.paired:
+        lines += [
+            "",
+            f"side by side, every configuration under the same load at once ({bench.paired[0].result.requests} requests each):",
+        ]
+        for paired in bench.paired:
+            row = paired.to_dict(bench.paired_minimal_cpu_ms)
+            ratio = f" ({row['cpu_ratio_to_minimal']:.2f}x the minimal's)" if row["cpu_ratio_to_minimal"] else ""
+            lines.append(f"  {paired.target:<24}{paired.cpu_ms:>7.2f} ms CPU/request{ratio}, {paired.result.errors} errors")
     return "\n".join(lines)
 
 

@@ -5,26 +5,38 @@ The same closed-loop load runs straight at it and through LiteLLM, at each
 concurrency, for two gateway configurations: the shipped litellm-config.yaml
 (with Redis, as on the VPS) and LiteLLM with a minimal configuration (one
 model, defaults). Reported: throughput, latency percentiles, the p50 latency
-the gateway adds, errors, and the gateway's peak memory.
+the gateway adds, errors, the gateway's peak memory and its CPU milliseconds per
+request (user + system time of its process tree over the run). Tracing is
+really sent: Langfuse's keys and host point at a sink that answers ingestion
+207, as Langfuse does. Extra configurations (``extra_configs``, `--config
+NAME=PATH`) run beside the two, in the same run, for before/after ratios.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from ops.bench.load import LoadResult, RssSampler, closed_loop
+from ops.bench.load import LoadResult, RssSampler, closed_loop, closed_loops_at_once
 from ops.config import Settings
+from ops.errors import OpsError
+from ops.loadtest.watch import tree_cpu_seconds
 from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer
 from ops.stack import load_stack
 
 UPSTREAM_LATENCY_MS = 50
+# The paired run: every configuration at once, each at this concurrency, so that a machine busy with other work
+# weighs on all of them alike (run after run, the CPU per request of one configuration moved by a quarter here)
+PAIRED_CONCURRENCY = 10
 MODEL = "gpt-4"
 UPSTREAM_MODEL = "gpt-5.4-2026-03-05"
 
@@ -35,12 +47,34 @@ class Run:
     concurrency: int
     result: LoadResult
     peak_mb: float | None = None
+    cpu_ms: float | None = None  # the gateway's CPU time per request over the run
 
     def to_dict(self) -> dict[str, Any]:
         data = {"target": self.target, "concurrency": self.concurrency, **self.result.to_dict()}
         if self.peak_mb is not None:
             data["peak_rss_mb"] = round(self.peak_mb, 1)
+        if self.cpu_ms is not None:
+            data["cpu_ms_per_request"] = round(self.cpu_ms, 2)
         return data
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One gateway's CPU per request while every configuration served the same load at the same time."""
+
+    target: str
+    result: LoadResult
+    cpu_ms: float
+
+    def to_dict(self, minimal_cpu_ms: float | None) -> dict[str, Any]:
+        ratio = self.cpu_ms / minimal_cpu_ms if minimal_cpu_ms else None
+        return {
+            "target": self.target,
+            "requests": self.result.requests,
+            "errors": self.result.errors,
+            "cpu_ms_per_request": round(self.cpu_ms, 2),
+            "cpu_ratio_to_minimal": round(ratio, 2) if ratio is not None else None,
+        }
 
 
 @dataclass
@@ -49,6 +83,7 @@ class GatewayBench:
     requests: int
     limit_mb: int | None
     runs: list[Run] = field(default_factory=list)
+    paired: list[Paired] = field(default_factory=list)  # every configuration at once (PAIRED_CONCURRENCY each)
 
     def run_for(self, target: str, concurrency: int) -> Run:
         return next(r for r in self.runs if r.target == target and r.concurrency == concurrency)
@@ -62,11 +97,15 @@ class GatewayBench:
             direct = self.run_for("direct", run.concurrency)
             ratio = run.result.throughput / direct.result.throughput if direct.result.throughput else 0.0
             added = run.result.percentile(50) - direct.result.percentile(50)
+            bare = next((r for r in self.runs if r.target == "gateway-minimal" and r.concurrency == run.concurrency), None)
+            cpu_ratio = run.cpu_ms / bare.cpu_ms if bare and bare.cpu_ms and run.cpu_ms is not None else None
             rows.append(
                 {
                     "target": run.target,
                     "concurrency": run.concurrency,
                     "throughput_ratio": round(ratio, 3),
+                    "cpu_ms_per_request": round(run.cpu_ms, 2) if run.cpu_ms is not None else None,
+                    "cpu_ratio_to_minimal": round(cpu_ratio, 2) if cpu_ratio is not None else None,
                     "added_p50_ms": round(added, 1),
                     "errors": run.result.errors,
                     "peak_rss_mb": round(run.peak_mb or 0, 1),
@@ -85,7 +124,25 @@ class GatewayBench:
             "litellm_limit_mb": self.limit_mb,
             "runs": [r.to_dict() for r in self.runs],
             "comparisons": self.comparisons(),
+            "paired": [p.to_dict(self.paired_minimal_cpu_ms) for p in self.paired],
         }
+
+    @property
+    def paired_minimal_cpu_ms(self) -> float | None:
+        return next((p.cpu_ms for p in self.paired if p.target == "gateway-minimal"), None)
+
+
+def parse_configs(specs: tuple[str, ...]) -> dict[str, Path]:
+    """Given NAME=PATH strings, return {name: path}. Raise OpsError for a malformed one or a missing file."""
+    configs = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise OpsError(f"--config takes NAME=PATH (a LiteLLM config), got {spec!r}")
+        if not Path(path).is_file():
+            raise OpsError(f"--config {name}: {path} is not a file")
+        configs[name] = Path(path)
+    return configs
 
 
 def minimal_config(shipped: Path, target: Path) -> Path:
@@ -103,18 +160,79 @@ def _load(url: str, key: str, model: str, requests: int, concurrency: int) -> Lo
     return closed_loop(f"{url}/v1/chat/completions", requests, concurrency, "POST", body, {"Authorization": f"Bearer {key}"})
 
 
+class _IngestionSink(BaseHTTPRequestHandler):
+    """Langfuse's ingestion endpoint as far as a client sees it: every batch accepted, 207 (as Langfuse answers)."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as Langfuse's server: no new connection per batch
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        ids = [{"id": event.get("id", ""), "status": 201} for event in body.get("batch", [])]
+        answer = json.dumps({"successes": ids, "errors": []}).encode()
+        self.send_response(207)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _SinkServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a gateway that stops resets its kept-alive connection: nothing the benchmark must report
+
+
+@contextlib.contextmanager
+def langfuse_sink() -> Any:
+    """Serve _IngestionSink on a loopback port in a thread; yield its base URL."""
+    server = _SinkServer(("127.0.0.1", 0), _IngestionSink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _count(requests: int, concurrency: int) -> int:
     """Requests for one run: a fifth at concurrency 1, where each one waits for the upstream alone."""
     return requests if concurrency > 1 else max(1, requests // 5)
 
 
+def _paired(configs: dict[str, Path], env: dict[str, str], requests: int) -> list[Paired]:
+    """Start every configuration, load them all at once; return each one's CPU per request."""
+    with contextlib.ExitStack() as stack:
+        gateways = {name: stack.enter_context(LiteLLMServer(config, env)) for name, config in configs.items()}
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Benchmark request: say hello."}]}
+        urls = [f"{g.url}/v1/chat/completions" for g in gateways.values()]
+        headers = [{"Authorization": f"Bearer {g.master_key}"} for g in gateways.values()]
+        closed_loops_at_once(urls, 100, PAIRED_CONCURRENCY, body, headers)  # warm-up
+        before = {name: tree_cpu_seconds(g.pid) for name, g in gateways.items()}
+        results = closed_loops_at_once(urls, requests, PAIRED_CONCURRENCY, body, headers)
+        return [
+            Paired(name, result, (tree_cpu_seconds(g.pid) - before[name]) * 1000 / max(1, result.requests))
+            for (name, g), result in zip(gateways.items(), results, strict=True)
+        ]
+
+
 def run_gateway_bench(
-    settings: Settings, requests: int = 1000, concurrencies: tuple[int, ...] = (1, 20, 100), warmup: int = 50
+    settings: Settings,
+    requests: int = 1000,
+    concurrencies: tuple[int, ...] = (1, 20, 100),
+    warmup: int = 50,
+    extra_configs: tuple[str, ...] = (),
 ) -> GatewayBench:
     """Run the direct and gateway loads at each concurrency; return every run and the comparisons.
 
-    Raise ServiceError if a server does not start.
+    extra_configs (NAME=PATH, a LiteLLM config) run after the shipped and minimal ones, as "gateway-NAME".
+    Raise OpsError for a malformed NAME=PATH, ServiceError if a server does not start.
     """
+    extra = parse_configs(extra_configs)
     limit = load_stack(settings.compose_file).service("litellm").memory_mb if settings.compose_file.exists() else None
     bench = GatewayBench(UPSTREAM_LATENCY_MS, requests, limit)
     with contextlib.ExitStack() as stack:
@@ -125,20 +243,26 @@ def run_gateway_bench(
         ).raise_for_status()
         redis = stack.enter_context(RedisServer())
         env = {**mock.provider_env(), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_PASSWORD": redis.password}
+        env |= {"LANGFUSE_HOST": stack.enter_context(langfuse_sink()), "LANGFUSE_PUBLIC_KEY": "pk-lf-bench"}
+        env["LANGFUSE_SECRET_KEY"] = "sk-lf-bench"
         configs = {
             "gateway-shipped": settings.litellm_config,
             "gateway-minimal": minimal_config(settings.litellm_config, workdir / "minimal.yaml"),
+            **{f"gateway-{name}": path for name, path in extra.items()},
         }
         for concurrency in concurrencies:
             _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, warmup, concurrency)
             bench.runs.append(
                 Run("direct", concurrency, _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, requests, concurrency))
             )
+        bench.paired = _paired(configs, env, requests)
         for name, config in configs.items():
             with LiteLLMServer(config, env) as gateway:
                 for concurrency in concurrencies:
                     _load(gateway.url, gateway.master_key, MODEL, warmup, concurrency)
+                    cpu_before = tree_cpu_seconds(gateway.pid)
                     with RssSampler(gateway.pid) as sampler:
                         result = _load(gateway.url, gateway.master_key, MODEL, _count(requests, concurrency), concurrency)
-                    bench.runs.append(Run(name, concurrency, result, sampler.peak_mb))
+                    cpu_ms = (tree_cpu_seconds(gateway.pid) - cpu_before) * 1000 / max(1, result.requests)
+                    bench.runs.append(Run(name, concurrency, result, sampler.peak_mb, cpu_ms))
     return bench

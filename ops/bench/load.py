@@ -96,6 +96,21 @@ def closed_loop(
     return asyncio.run(_closed_loop(url, total, concurrency, method, json, headers or {}, timeout))
 
 
+def closed_loops_at_once(
+    urls: list[str], total: int, concurrency: int, json: Any, headers: list[dict[str, str]], timeout: float = 60
+) -> list[LoadResult]:
+    """POST total requests to each url at once, each keeping concurrency in flight; return one result per url.
+
+    The servers share whatever else the machine does meanwhile: their CPU costs compare side by side.
+    """
+
+    async def together() -> list[LoadResult]:
+        loops = (_closed_loop(url, total, concurrency, "POST", json, h, timeout) for url, h in zip(urls, headers, strict=True))
+        return list(await asyncio.gather(*loops))
+
+    return asyncio.run(together())
+
+
 def tree_rss_mb(pid: int) -> float:
     """Return the memory of pid and all its descendants in MiB (0 if it has exited).
 

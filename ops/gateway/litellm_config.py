@@ -39,13 +39,20 @@ def load_config(config: Path) -> dict[str, Any]:
 
 
 def as_deployment(entry: object) -> Deployment | None:
-    """Given one model_list entry, return its Deployment, or None if it lacks model_name or litellm_params.model."""
+    """Given one model_list entry, return its Deployment, or None if it lacks model_name or litellm_params.model.
+
+    Its params are litellm_params with the prices of model_info where litellm_params states none (the shipped
+    config keeps them in model_info: LiteLLM registers those once, not on every request; litellm-config.yaml).
+    """
     if not isinstance(entry, dict):
         return None
     params = entry.get("litellm_params")
     if not entry.get("model_name") or not isinstance(params, dict) or not params.get("model"):
         return None
-    return Deployment(str(entry["model_name"]), str(params["model"]), params)
+    info = entry.get("model_info")
+    info = info if isinstance(info, dict) else {}
+    prices = {key: info[key] for key in PRICE_KEYS if key in info and key not in params}
+    return Deployment(str(entry["model_name"]), str(params["model"]), {**params, **prices})
 
 
 def deployments(data: dict[str, Any]) -> list[Deployment]:
