@@ -1,6 +1,8 @@
 """Notifiers: one module each, sharing one protocol, called when a job succeeds or fails, or an alert fires.
 
-A notifier module has NAME and ``send(notice, config) -> None``: ``log``
+A notifier module has NAME and ``send(notice, config)``: it raises when the
+notice did not go, and may return problems when it went only in part (an
+e-mail some recipients did not get). ``log``
 (always: one line in the ops log), ``ping`` (a dead-man's-switch URL: a
 success pings it, a failure pings ``<url>/fail``, healthchecks.io's
 convention; a missed ping raises the alarm there), ``email`` (SMTP with
@@ -8,7 +10,8 @@ STARTTLS) and ``telegram`` (the bot of slices 4 and 6). Each sends only what
 its part of NotifyConfig configures: the backup jobs pass the ping URL
 alone, so they notify the log and the ping as before; ``ops alerts check``
 passes e-mail and Telegram (docs/ALERTS.md). A notifier that fails is logged
-and never hides the job's own outcome.
+and never hides the job's own outcome. PermanentNotifyError: a refusal that
+sending again cannot change (an outbox drops the notice).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import logging
 from dataclasses import dataclass
 from types import ModuleType
 
-from ops.config import Settings, SmtpSettings, TelegramAlertSettings
+from ops.config import SmtpSettings, TelegramAlertSettings
+from ops.notify.errors import PermanentNotifyError
 
 logger = logging.getLogger("ops.notify")  # not `log`: the log notifier module takes that name here
 
 NAMES = ("log", "ping", "email", "telegram")
+__all__ = ["NAMES", "NOTIFIERS", "Notice", "NotifyConfig", "PermanentNotifyError", "dispatch", "notify", "send", "subject_of"]
 NOTIFIERS: dict[str, ModuleType] = {name: importlib.import_module(f"ops.notify.{name}") for name in NAMES}
 
 
@@ -46,30 +51,38 @@ class NotifyConfig:
         return tuple(name for name in NAMES if on[name])
 
 
-def alert_config(settings: Settings) -> NotifyConfig:
-    """Given Settings, return the notifiers alerts go through: e-mail and Telegram as configured (no ping).
-
-    Raise ConfigError naming a malformed variable.
-    """
-    return NotifyConfig(email=settings.smtp, telegram=settings.alert_telegram)
-
-
 def subject_of(notice: Notice) -> str:
     """Given a notice, return its one-line title."""
     return notice.subject or f"{notice.job} {'ok' if notice.ok else 'FAILED'}: {notice.message.splitlines()[0][:120]}"
 
 
+def dispatch(name: str, config: NotifyConfig, notice: Notice) -> list[str]:
+    """Send notice through the notifier called name; return the problems of a notice that went only in part (an
+    e-mail some recipients of OPS_SMTP_TO did not get): it counts as sent, never to be sent again.
+
+    Raise what the notifier raises: PermanentNotifyError if the service refused this notice for good (drop it),
+    another OpsError naming the service if it may go later.
+    """
+    return list(NOTIFIERS[name].send(notice, config) or [])
+
+
 def send(name: str, config: NotifyConfig, notice: Notice) -> None:
-    """Send notice through the notifier called name. Raise what it raises (OpsError naming the service, mostly)."""
-    NOTIFIERS[name].send(notice, config)
+    """Send notice through the notifier called name, logging (as warnings) the problems dispatch returns.
+
+    Raise what dispatch raises.
+    """
+    for problem in dispatch(name, config, notice):
+        logger.warning("notifier %s: %s", name, problem)
 
 
 def notify(config: NotifyConfig, notice: Notice) -> list[str]:
-    """Send notice through every notifier; return the problems of those that failed (never raise)."""
+    """Send notice through every notifier; return the problems of those that failed or went in part (never raise)."""
     problems = []
     for name in NOTIFIERS:
         try:
-            send(name, config, notice)
+            for problem in dispatch(name, config, notice):
+                problems.append(f"notifier {name}: {problem}")
+                logger.warning("notifier %s: %s", name, problem)
         except Exception as exc:
             problems.append(f"notifier {name}: {exc}")
             logger.warning("notifier %s failed: %s", name, exc)

@@ -1,7 +1,9 @@
 """A real SMTP server for the e-mail notifier's tests: aiosmtpd on a loopback port, STARTTLS required before
 AUTH (LOGIN, PLAIN) and before any mail, a self-signed certificate for 127.0.0.1 whose file the client trusts
 (OPS_SMTP_CA_FILE). ``starttls=False`` gives a relay that offers no STARTTLS (and so no AUTH): the notifier must
-refuse it."""
+refuse it. ``refuse`` names recipients it answers 550 (no such user), ``data_reply`` a reply to DATA instead of 250
+(a message refused for good), ``echo`` makes a failed login's reply repeat what the client sent (a relay that does
+so: the notifier's error must not carry the password)."""
 
 from __future__ import annotations
 
@@ -65,8 +67,18 @@ class Received:
 @dataclass
 class _Handler:
     received: list[Received] = field(default_factory=list)
+    refuse: frozenset[str] = frozenset()
+    data_reply: str = ""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else ""
@@ -77,10 +89,19 @@ class _Handler:
 class SmtpServer:
     """aiosmtpd on 127.0.0.1:port; ``received`` holds what arrived; ``ca_file`` is the certificate to trust."""
 
-    def __init__(self, directory: Path, user: str = "ops", password: str = "relay-password", starttls: bool = True) -> None:
-        self.user, self.password, self.port = user, password, free_port()
+    def __init__(
+        self,
+        directory: Path,
+        user: str = "ops",
+        password: str = "relay-password",
+        starttls: bool = True,
+        refuse: frozenset[str] = frozenset(),
+        data_reply: str = "",
+        echo: bool = False,
+    ) -> None:
+        self.user, self.password, self.port, self.echo = user, password, free_port(), echo
         self.ca_file, key = self_signed(directory)
-        self.handler = _Handler()
+        self.handler = _Handler(refuse=refuse, data_reply=data_reply)
         kwargs: dict[str, Any] = {"auth_require_tls": True, "authenticator": self._authenticate}
         if starttls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -93,8 +114,11 @@ class SmtpServer:
             self.user.encode(),
             self.password.encode(),
         )
-        # handled=False: aiosmtpd answers a failure itself (535); auth_data becomes session.auth_data
-        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+        # handled=False: aiosmtpd answers a failure itself (535, or message); auth_data becomes session.auth_data
+        echoed = None
+        if self.echo and not ok and isinstance(auth_data, LoginPassword):
+            echoed = f"535 5.7.8 {mechanism} {auth_data.login.decode()}:{auth_data.password.decode()} not accepted"
+        return AuthResult(success=ok, handled=False, message=echoed, auth_data=auth_data if ok else None)
 
     @property
     def received(self) -> list[Received]:
