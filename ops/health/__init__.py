@@ -23,6 +23,7 @@ from ops.health.base import HealthReport, Probe, ProbeResult, milliseconds, one_
 __all__ = ["HealthReport", "ProbeResult", "health_text", "run_health"]
 
 GRACE = 0.2  # seconds past the timeout for a probe that timed out by itself to say so
+MAX_TIMEOUT = 60.0  # seconds: a service slower than a minute is down for the every-minute alert check anyway
 
 
 def _run_one(probe: Probe, settings: Settings, timeout: float, results: dict[str, ProbeResult], lock: threading.Lock) -> None:
@@ -43,10 +44,10 @@ def run_health(
     """Given Settings, probe every service (or those named in only) in parallel; return their results in PROBES order.
 
     probes replaces the registry (tests). Raise ConfigError if vps.env is missing, timeout is not
-    positive, or only names no probe.
+    more than 0 and at most MAX_TIMEOUT seconds, or only names no probe.
     """
-    if not timeout > 0:
-        raise ConfigError(f"the health timeout must be more than 0 s, got {timeout:g}")
+    if not 0 < timeout <= MAX_TIMEOUT:  # also NaN; inf or 1e12 would overflow the threads' join
+        raise ConfigError(f"the health timeout must be more than 0 s and at most {MAX_TIMEOUT:g} s, got {timeout:g}")
     if not settings.env_file_present:
         raise ConfigError(f"{settings.env_file} not found: ops health reads the services' addresses and passwords there")
     if probes is None:

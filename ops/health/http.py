@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ops.config import Settings, check_url
+from ops.config import Settings, check_url, redact_url
 from ops.health.base import Down, ProbeResult, measure, one_line
 
 _trust_lock = threading.Lock()
@@ -35,8 +35,10 @@ class Endpoint:
 
     @property
     def where(self) -> str:
+        """Return the address fit for a line: the URL's password as *** (the line goes to alerts), or the name at
+        Caddy's host and port."""
         if not self.name:
-            return self.url
+            return redact_url(self.url)
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{self.name} at {parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 

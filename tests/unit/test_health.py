@@ -226,3 +226,53 @@ def test_a_malformed_caddy_url_is_that_lines_problem_naming_the_variable(tmp_pat
 
     assert report.down == ["caddy"]
     assert report.results[0].detail.startswith("OPS_CADDY_URL must start with http:// or https://")
+
+
+def test_a_password_in_a_services_url_is_in_no_line_nor_the_json(tmp_path: Path) -> None:
+    # these lines go to the cron log, alert e-mails and Telegram (ops/alerts/check.py): port 1 refuses at once
+    at = "http://admin:s3cret-pw@127.0.0.1:1"
+    settings = settings_with(
+        tmp_path,
+        OPS_N8N_URL=at,
+        OPS_GATEWAY_URL=at,
+        OPS_QDRANT_URL=at,
+        OPS_LANGFUSE_URL=at,
+        OPS_CADDY_URL=at.replace("http", "https"),
+    )
+    report = run_health(settings, timeout=10, only=("caddy", "litellm", "n8n", "langfuse", "qdrant"))
+
+    assert report.down == ["caddy", "litellm", "n8n", "langfuse", "qdrant"]
+    assert "cannot connect to http://admin:***@127.0.0.1:1" in report.results[1].detail
+    assert "s3cret-pw" not in health_text(report)
+    assert "s3cret-pw" not in json.dumps(report.to_dict())
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e12", "nan", "0", "-1", "61"])
+def test_the_cli_refuses_a_timeout_out_of_range_in_one_line(
+    project_with_env: Path, monkeypatch: pytest.MonkeyPatch, timeout: str
+) -> None:
+    monkeypatch.setattr("ops.health.probes.PROBES", (up("caddy"),))
+    ran = run_ops("health", "--project-dir", str(project_with_env), "--timeout", timeout)
+
+    assert ran.returncode == 2
+    assert ran.stdout == ""
+    assert ran.stderr.startswith("error: the health timeout must be more than 0 s and at most 60 s, got ")
+    assert len(ran.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("service", "env", "variable"),
+    [
+        ("caddy", {"LITELLM_DOMAIN": " "}, "LITELLM_DOMAIN"),
+        ("n8n", {"N8N_DOMAIN": "n8n.example.org", "OPS_N8N_URL": "", "BASIC_AUTH_PASSWORD": ""}, "BASIC_AUTH_PASSWORD"),
+        ("n8n", {"N8N_DOMAIN": "n8n.example.org", "BASIC_AUTH_USER": "", "BASIC_AUTH_PASSWORD": "pw"}, "BASIC_AUTH_USER"),
+    ],
+)
+def test_an_empty_name_or_login_for_caddy_is_that_lines_problem_naming_the_variable(
+    tmp_path: Path, service: str, env: dict[str, str], variable: str
+) -> None:
+    # asked anyway, Caddy would answer a TLS error (no server name) or n8n's line only "HTTP 401"
+    report = run_health(settings_with(tmp_path, OPS_CADDY_URL="https://127.0.0.1:1", **env), timeout=10, only=(service,))
+
+    assert report.down == [service]
+    assert report.results[0].detail.startswith(f"{variable} is empty: ")

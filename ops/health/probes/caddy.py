@@ -10,6 +10,7 @@ caddy service publishes 80 and 443 on every address, 127.0.0.1 included.
 from __future__ import annotations
 
 from ops.config import Settings
+from ops.errors import ConfigError
 from ops.health.base import ProbeResult, measure
 from ops.health.http import Endpoint, get, through_caddy, trust
 
@@ -18,11 +19,22 @@ PATH = "/health/liveliness"
 
 
 def endpoint(settings: Settings) -> Endpoint:
-    """Given Settings, return where Caddy is asked (by LITELLM_DOMAIN when set). Raise ConfigError on a bad URL."""
-    return through_caddy(settings, settings.effective_env.get("LITELLM_DOMAIN", "").strip())
+    """Given Settings, return where Caddy is asked: LITELLM_DOMAIN at OPS_CADDY_URL.
+
+    Raise ConfigError naming LITELLM_DOMAIN if it is empty (Caddy serves no site without a name: the answer
+    would be a TLS error, not Caddy's state), or OPS_CADDY_URL if it is malformed.
+    """
+    domain = settings.effective_env.get("LITELLM_DOMAIN", "").strip()
+    if not domain:
+        raise ConfigError("LITELLM_DOMAIN is empty: ops health asks Caddy for the gateway's site by that name")
+    return through_caddy(settings, domain)
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return Caddy's result: ok on any HTTP answer for LITELLM_DOMAIN over verified TLS.
+
+    Raise ConfigError as endpoint() does.
+    """
     where = endpoint(settings)
     context = trust()
 

@@ -27,6 +27,10 @@ def endpoint(settings: Settings) -> Endpoint | None:
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return Langfuse's result (skipped when none is configured): ok on {"status": "OK"}.
+
+    Raise ConfigError on a malformed OPS_LANGFUSE_URL or OPS_CADDY_URL.
+    """
     where = endpoint(settings)
     if where is None:
         return skipped(NAME, "no Langfuse here: OPS_LANGFUSE_URL and LANGFUSE_DOMAIN are empty (no tracing)")

@@ -22,5 +22,9 @@ def endpoint(settings: Settings) -> Endpoint:
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return LiteLLM's result: ok when /health/readiness answers {"status": "healthy"}.
+
+    Raise ConfigError on a malformed OPS_GATEWAY_URL.
+    """
     where = endpoint(settings)
     return probe_ready(NAME, where, PATH, timeout, json_status("healthy"))

@@ -17,11 +17,18 @@ NAME = "observer"
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return the observer's result (skipped without the events profile): ok while its
+    heartbeat key is in Redis, saying how long ago it polled.
+
+    Raise ConfigError naming the variable if the events' configuration (the stream's name among it) or
+    OPS_REDIS_URL is malformed.
+    """
     if "events" not in settings.profiles:
         return skipped(NAME, "the events profile is off (COMPOSE_PROFILES): no observer runs")
-    from ops.events.observer import HEARTBEAT_TTL, heartbeat_key  # here: the observer's imports are not cheap
+    from ops.events.context import events_config  # here: the events' imports are not cheap
+    from ops.events.observer import HEARTBEAT_TTL, heartbeat_key
 
-    key = heartbeat_key(settings.effective_env.get("OPS_EVENTS_STREAM") or "agent_events")
+    key = heartbeat_key(events_config(settings).streams.name)  # the stream the observer itself reads
     connection, shown = redis_probe.client(settings, timeout)
 
     def exchange() -> str:

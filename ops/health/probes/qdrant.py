@@ -21,5 +21,9 @@ def endpoint(settings: Settings) -> Endpoint:
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return Qdrant's result: ok when /readyz answers "all shards are ready".
+
+    Raise ConfigError on a malformed OPS_QDRANT_URL.
+    """
     where = endpoint(settings)
     return probe_ready(NAME, where, PATH, timeout, lambda r: r.text.startswith("all shards are ready"))

@@ -58,6 +58,10 @@ def ask(command: Callable[[], Any], shown: str, timeout: float) -> Any:
 
 
 def probe(settings: Settings, timeout: float) -> ProbeResult:
+    """Given Settings and seconds, return Redis's result: ok when PING with the password answers PONG.
+
+    Raise ConfigError naming OPS_REDIS_URL if it is malformed.
+    """
     connection, shown = client(settings, timeout)
 
     def exchange() -> str:
