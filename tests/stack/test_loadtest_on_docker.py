@@ -4,17 +4,22 @@ An e2-medium sustains about one vCPU, so the stack's containers share CPU 0 (cpu
 (standing in for the providers, which are not on the VM) answers as real models do, from CPU 1. Slice 12
 verifies with the scaled scenarios, and `ops loadtest --json` runs one more as the operator would. What is
 asserted is the shape of the result and the criteria that do not depend on this machine's speed.
+
+The same stack then answers `ops health` by the VM's ways in (last: they stop Postgres's server and Redis).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from ops.local.processes import wait_until
 from ops.slices import slice_12
 from ops.slices.base import Target
 from tests.stack.conftest import StackProject
@@ -107,3 +112,63 @@ def test_ops_loadtest_reports_every_container_of_the_project(loaded: StackProjec
     assert usage["litellm"]["cpu_seconds"] > 0 and usage["litellm"]["restarts"] == 0
     assert report["ok"] is (not report["failed"])
     assert proc.returncode == (0 if report["ok"] else 1)
+
+
+def ops_health(project: StackProject, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run `ops health --json` as the operator does on the VM; return its exit code and report."""
+    argv = [sys.executable, "-m", "ops.cli", "health", "--project-dir", str(project.dir), "--json", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_ops_health_asks_postgres_in_its_container_and_redis_at_the_projects_address(loaded: StackProject) -> None:
+    # Postgres: no OPS_POSTGRES_URL, so `docker compose exec` into the project's container; Redis: the published
+    # port with the project's REDIS_PASSWORD (what the stack's requirepass checks)
+    services = ("--only", "postgres", "--only", "redis", "--only", "litellm", "--timeout", "20")
+    code, report = ops_health(loaded, *services)
+    assert (code, report["down"]) == (0, []), report
+    details = {r["name"]: r["detail"] for r in report["results"]}
+    assert details["postgres"] == "SELECT 1 answered (docker compose exec)"
+    assert details["redis"] == f"PONG from redis://:***@127.0.0.1:{loaded.redis_port}/0"
+
+    loaded.compose("stop", "redis")
+    try:
+        code, report = ops_health(loaded, *services)
+        assert code == 1 and "redis" in report["down"] and "postgres" not in report["down"], report
+        redis_line = next(r for r in report["results"] if r["name"] == "redis")
+        assert redis_line["detail"].startswith(f"cannot connect to Redis at redis://:***@127.0.0.1:{loaded.redis_port}/0")
+    finally:
+        loaded.compose("start", "redis")
+
+
+def test_a_hung_postgres_keeps_no_psql_running_in_its_container(loaded: StackProject) -> None:
+    """Killing `docker compose exec` at the timeout ends the client only (moby/moby#9098): the probe's psql must end
+    inside the container, or a hung Postgres gathers one psql a minute from the alert check."""
+    container = loaded.compose("ps", "--quiet", "postgres").stdout.strip()
+    pid = loaded.compose("exec", "-T", "postgres", "sh", "-c", 'head -1 "$PGDATA/postmaster.pid"').stdout.strip()
+
+    def signal(name: str) -> None:
+        """Send name to the server: the image's PID 1, or the stand-in's child of runuser, which is PID 1 and stopped
+        too: runuser continues a child that stops (source: util-linux login-utils/su-common.c, supervise_child)."""
+        pid_1 = ["docker", "kill", "--signal", name, container]  # from outside: PID 1 ignores it from inside
+        if name == "STOP":
+            subprocess.run(pid_1, capture_output=True, check=True)
+        if pid != "1":
+            loaded.compose("exec", "-T", "postgres", "sh", "-c", f"kill -{name} {pid}")
+        if name == "CONT":
+            subprocess.run(pid_1, capture_output=True, check=True)
+
+    def psql_running() -> bool:
+        top = subprocess.run(["docker", "top", container], capture_output=True, text=True, check=True).stdout
+        return any(re.search(r"\bpsql\b", line) for line in top.splitlines()[1:])
+
+    assert not psql_running()
+    signal("STOP")  # accepts connections in the kernel's backlog, answers none: a hung server
+    try:
+        code, report = ops_health(loaded, "--only", "postgres", "--timeout", "2")
+        assert (code, report["down"]) == (1, ["postgres"]), report
+        assert report["results"][0]["detail"].startswith("no answer within 2 s")  # the probe's, or the runner's
+        wait_until(lambda: not psql_running(), 30, "the probe's psql to end in the container")
+    finally:
+        signal("CONT")
