@@ -94,6 +94,7 @@ class Sources:
     spend: Callable[[Settings], Spend] = read_spend
     bucket: Callable[[Settings], BackupContext] = open_bucket
     send: Sender = notify_send
+    disk_paths: tuple[Path, ...] | None = None  # None: OPS_ALERT_DISK_PATHS; slice 11's drill: its scratch filesystem
 
 
 @dataclass
@@ -206,7 +207,8 @@ def observe(
             problems.append(f"memory: {exc}")
     if "disk" in rules:
         try:
-            conditions += rule.disk_conditions(settings.alert_disk_paths, limits)
+            paths = settings.alert_disk_paths if sources.disk_paths is None else sources.disk_paths
+            conditions += rule.disk_conditions(paths, limits)
             families.add("disk")
         except ConfigError as exc:
             problems.append(f"disk: {exc}")
@@ -294,13 +296,15 @@ def run_check(
     sources: Sources | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    tag: str = "",
 ) -> CheckReport:
     """Given Settings, check the rules named in rules (all when empty), step the alerts' state, send its notices;
     return the report.
 
-    thresholds and state_file replace the defaults (slice 11's synthetic alert); sources what is read and how it is
-    sent (tests). dry_run: read the state, send and save nothing. Raise OpsError if another check holds the state's
-    lock, ConfigError if the state cannot be read or written (another user's: the cron job runs as root).
+    thresholds and state_file replace the defaults (slice 11's drills); sources what is read and how it is sent
+    (tests, the drills); tag is put before each notice's title ("(drill) "). dry_run: read the state, send and save
+    nothing. Raise OpsError if another check holds the state's lock, ConfigError if the state cannot be read or
+    written (another user's: the cron job runs as root).
     """
     rules = rules or rule.RULES
     limits = thresholds or Thresholds()
@@ -315,6 +319,7 @@ def run_check(
     with locked(path):
         state, note = load(path)
         state, report = _checked(settings, rules, limits, sources, state, now, note, report)
+        report.notices = [replace(n, title=tag + n.title) for n in report.notices]
         moment = now or datetime.now(UTC)
         state = queue(state, report.notices, report.notifiers, moment)
         save(path, state)

@@ -35,8 +35,8 @@ BUCKET_EVERY = timedelta(minutes=15)
 EMAIL_ONLY = ("email",)
 
 
-def memory_percent(meminfo: Path = Path("/proc/meminfo")) -> float:
-    """Given /proc/meminfo, return the percentage of memory in use (not available). Raise OpsError if unreadable."""
+def meminfo_kb(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
+    """Given /proc/meminfo, return (MemTotal, MemAvailable) in kB. Raise OpsError if unreadable."""
     values: dict[str, int] = {}
     try:
         for line in meminfo.read_text().splitlines():
@@ -47,7 +47,13 @@ def memory_percent(meminfo: Path = Path("/proc/meminfo")) -> float:
         raise OpsError(f"cannot read the memory use from {meminfo}: {exc}") from exc
     if not values.get("MemTotal") or "MemAvailable" not in values:
         raise OpsError(f"{meminfo} has no MemTotal and MemAvailable lines")
-    return 100.0 * (1 - values["MemAvailable"] / values["MemTotal"])
+    return values["MemTotal"], values["MemAvailable"]
+
+
+def memory_percent(meminfo: Path = Path("/proc/meminfo")) -> float:
+    """Given /proc/meminfo, return the percentage of memory in use (not available). Raise OpsError if unreadable."""
+    total, available = meminfo_kb(meminfo)
+    return 100.0 * (1 - available / total)
 
 
 def largest_containers(settings: Settings, count: int = 3) -> str:

@@ -183,14 +183,17 @@ def memory_condition(samples: tuple[tuple[float, float], ...], now: datetime, li
     """Given the memory samples (the newest is now's), return the memory rule's condition.
 
     Active when every sample of the last memory_minutes, and the one before them, is above memory_percent:
-    the memory has been above the line for the whole window, as far as the samples tell.
+    the memory has been above the line for the whole window, as far as the samples tell. A window of 0 minutes
+    (slice 11's drill): when the newest sample is above the line.
     """
     start = now.timestamp() - limits.memory_minutes * 60
     before = [p for t, p in samples if t <= start]
     inside = [p for t, p in samples if t > start]
     high = limits.memory_percent
-    title = f"memory above {high:.0f}% for {limits.memory_minutes:.0f} minutes"
+    title = f"memory above {high:g}% for {limits.memory_minutes:.0f} minutes"
     active = bool(before) and before[-1] > high and bool(inside) and all(p > high for p in inside)
+    if limits.memory_minutes <= 0:  # no window (slice 11's drill): the newest sample alone
+        title, active = f"memory above {high:g}%", bool(samples) and samples[-1][1] > high
     run_start = now.timestamp()
     for t, p in reversed(samples):
         if p <= high:
