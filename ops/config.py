@@ -175,8 +175,8 @@ class Settings:
     def smtp(self) -> SmtpSettings | None:
         """Return the SMTP relay for alerts, or None when OPS_SMTP_HOST is empty (no e-mail).
 
-        Raise ConfigError naming the variable: a port that is not 1-65535, a sender or recipient that is no
-        address, no recipient, or OPS_SMTP_USER without a password (or with a placeholder one).
+        Raise ConfigError naming the variable: a port that is not 1-65535 or is 465 (implicit TLS), a sender or
+        recipient that is no address, no recipient, or OPS_SMTP_USER without a password (or with a placeholder one).
         """
         env = self.effective_env
         host = env.get("OPS_SMTP_HOST", "").strip()
@@ -185,6 +185,8 @@ class Settings:
         raw_port = env.get("OPS_SMTP_PORT", "").strip() or "587"
         if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
             raise ConfigError(f"OPS_SMTP_PORT must be a port number (587 for STARTTLS), got {raw_port!r}")
+        if int(raw_port) == 465:  # implicit TLS: a STARTTLS client waits for a greeting that never comes, "timed out"
+            raise ConfigError("OPS_SMTP_PORT=465 is SMTP over implicit TLS, which ops does not speak: use 587 (STARTTLS)")
         recipients = tuple(_address("OPS_SMTP_TO", r.strip()) for r in env.get("OPS_SMTP_TO", "").split(",") if r.strip())
         if not recipients:
             raise ConfigError("OPS_SMTP_TO is empty: name who gets the alerts (comma-separated addresses)")

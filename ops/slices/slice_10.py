@@ -72,21 +72,15 @@ def verify(target: Target) -> list[Check]:
     from ops.backup.drill import run_drill
 
     settings = target.settings
-    installed = cron_file(settings)
-    checks = [
-        Check(
-            "jobs installed",
-            installed.exists() and installed.read_text() == render(settings),
-            f"{installed} {'matches backups/crontab' if installed.exists() else 'is missing'}",
-        )
-    ]
+    installed, detail = CRON.installed(settings)
+    checks = [Check("jobs installed", installed, detail)]
     try:
         ctx = backup_context(settings)
         started = datetime.now(UTC) - timedelta(seconds=1)
         clock = time.monotonic()
-        status, output = run_as_cron(installed.read_text() if installed.exists() else render(settings))
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        as_whom = "" if cron_job(render(settings))[1] == user else f" (as {user}: cron would run it as root)"
+        status, output = run_as_cron(cron_file(settings).read_text() if installed else render(settings))
+        user, job_user = pwd.getpwuid(os.geteuid()).pw_name, cron_job(render(settings))[1]
+        as_whom = "" if os.geteuid() == 0 or job_user == user else f" (as {user}: cron runs it as {job_user})"  # root: as cron
         checks.append(
             Check(
                 "backup runs as cron runs it",

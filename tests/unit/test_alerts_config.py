@@ -34,6 +34,7 @@ def test_no_smtp_host_means_no_email_and_a_relay_is_read_whole(project: Path) ->
     [
         ("OPS_SMTP_PORT=25x\n", "OPS_SMTP_PORT must be a port number (587 for STARTTLS), got '25x'"),
         ("OPS_SMTP_PORT=70000\n", "OPS_SMTP_PORT must be a port number"),
+        ("OPS_SMTP_PORT=465\n", "OPS_SMTP_PORT=465 is SMTP over implicit TLS, which ops does not speak: use 587 (STARTTLS)"),
         ("OPS_SMTP_TO=\n", "OPS_SMTP_TO is empty: name who gets the alerts"),
         ("OPS_SMTP_TO=me@mail.org,nobody\n", "OPS_SMTP_TO must be an e-mail address like alerts@example.org, got 'nobody'"),
         ("OPS_SMTP_FROM=\n", "OPS_SMTP_FROM must be an e-mail address"),
