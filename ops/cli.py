@@ -408,7 +408,7 @@ def backup_prune(project_dir: Path, dry_run: bool, as_json: bool) -> None:
         click.echo(f"{verb} {run_id}: {why}")
     for problem in plan.problems:
         click.echo(f"PROBLEM {problem}")
-    click.echo(f"kept {len(plan.keep)} runs, {verb} {len(plan.delete)}")
+    click.echo(f"kept {len(plan.keep)} runs and drill records, {verb} {len(plan.delete)}")
 
 
 @backup.command("drill")

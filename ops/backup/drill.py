@@ -6,8 +6,9 @@ taken from the dump's own snapshot at backup time. The scratch databases
 are dropped afterwards. The other objects are verified (sha256, decode).
 
 Each drill leaves a record beside the runs, ``<prefix>/drills/<when>-<passed|failed>-<run id>.json``
-(the report), which the catalog and prune skip (it is no run); ``ops alerts check`` reads the newest
-passed one from the names alone: a backup nobody restored proves little.
+(the report), which the catalog skips (it is no run) and prune keeps for the retention window, the
+newest passed one always; ``ops alerts check`` reads the newest passed one from the names alone: a
+backup nobody restored proves little.
 """
 
 from __future__ import annotations

@@ -14,11 +14,17 @@ runs count for that: a manual or pre-restore run never hides it. Incomplete
 runs (objects, no manifest) older than a day are deleted; a run whose
 manifest exists but cannot be parsed (a newer ops may have written it) is
 never deleted, only reported.
+
+Drill records (``<prefix>/drills/``, ops.backup.drill) are no runs: they
+are kept as long as the longer of the two windows, and the newest passed one
+at any age (the drill alert reads it). An object there whose name is no
+record's is never deleted. They appear in the plan as ``drills/<name>``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +32,7 @@ from typing import Any
 from ops.backup import catalog
 from ops.backup.catalog import RunInfo
 from ops.backup.context import BackupContext
+from ops.backup.drill import DRILLS, RECORD
 from ops.backup.manifest import run_schedule, run_time
 from ops.errors import OpsError
 from ops.notify import Notice, NotifyConfig, notify
@@ -57,8 +64,11 @@ class PrunePlan:
         }
 
 
-def plan_prune(runs: list[RunInfo], now: datetime, keep_daily: timedelta, keep_weekly: timedelta) -> PrunePlan:
-    """Given the bucket's runs and the time, return what to delete and keep, with reasons.
+def plan_prune(
+    runs: list[RunInfo], now: datetime, keep_daily: timedelta, keep_weekly: timedelta, drills: Sequence[str] = ()
+) -> PrunePlan:
+    """Given the bucket's runs, the time, the windows and the names of the objects under drills/, return what to
+    delete and keep, with reasons.
 
     Raise RetentionRefused if the newest scheduled daily or weekly run holding
     anything is past its retention (backups have stopped).
@@ -108,7 +118,27 @@ def plan_prune(runs: list[RunInfo], now: datetime, keep_daily: timedelta, keep_w
             plan.delete.append((run.run_id, f"{kind}, older than {keep.days} days"))
         else:
             plan.keep.append((run.run_id, f"{kind}, within {keep.days} days"))
+    _plan_drills(plan, drills, now, max(keep_daily, keep_weekly))
     return plan
+
+
+def _plan_drills(plan: PrunePlan, names: Sequence[str], now: datetime, keep: timedelta) -> None:
+    """Add the drill records to plan: past keep deleted, but the newest passed one; a name no record's kept."""
+    records = []
+    for name in names:
+        if match := RECORD.match(name):
+            records.append((datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), match.group(2), name))
+        else:
+            plan.keep.append((f"{DRILLS}/{name}", "not a drill record's name: never deleted automatically"))
+    newest_passed = max((r for r in records if r[1] == "passed"), default=None)
+    for record in sorted(records):
+        when, _, name = record
+        if record == newest_passed:
+            plan.keep.append((f"{DRILLS}/{name}", "the newest passed restore drill (the drill alert reads it)"))
+        elif now - when > keep:
+            plan.delete.append((f"{DRILLS}/{name}", f"drill record, older than {keep.days} days"))
+        else:
+            plan.keep.append((f"{DRILLS}/{name}", f"drill record, within {keep.days} days"))
 
 
 def run_prune(ctx: BackupContext, dry_run: bool = False, now: datetime | None = None) -> PrunePlan:
@@ -117,9 +147,15 @@ def run_prune(ctx: BackupContext, dry_run: bool = False, now: datetime | None = 
     Raise RetentionRefused (after notifying) instead of deleting the last good backups.
     """
     runs = catalog.runs(ctx)
+    folder = ctx.object_name(DRILLS, "")
+    records = {f"{DRILLS}/{o.name[len(folder) :]}": [o.name] for o in ctx.bucket.list(folder)}
     try:
         plan = plan_prune(
-            runs, now or datetime.now(UTC), timedelta(days=ctx.keep_daily_days), timedelta(weeks=ctx.keep_weekly_weeks)
+            runs,
+            now or datetime.now(UTC),
+            timedelta(days=ctx.keep_daily_days),
+            timedelta(weeks=ctx.keep_weekly_weeks),
+            [name.split("/", 1)[1] for name in records],
         )
     except RetentionRefused as exc:
         notify(NotifyConfig(ctx.ping_url), Notice("prune", False, str(exc)))
@@ -128,7 +164,7 @@ def run_prune(ctx: BackupContext, dry_run: bool = False, now: datetime | None = 
     for problem in plan.problems:
         log.warning("prune kept %s", problem)
     if not dry_run:
-        objects = {r.run_id: r.objects for r in runs}
+        objects = {r.run_id: r.objects for r in runs} | records
         for run_id, _ in plan.delete:
             # the manifest first: a half-deleted run is then incomplete, never a broken "complete" one
             for name in sorted(objects[run_id], key=lambda n: not n.endswith("/manifest.json")):

@@ -402,3 +402,36 @@ def test_prune_deletes_by_date_in_the_bucket_and_refuses_when_backups_stopped(ct
 
     run_prune(ctx)
     assert [r.run_id for r in catalog.runs(ctx)] == [fresh.run_id]
+
+
+def test_drill_records_are_no_backups_and_prune_keeps_the_newest_passed_one(ctx: BackupContext, project: Path) -> None:
+    """The drill records beside the runs (<prefix>/drills/, ops.backup.drill) are no backups: list, verify, restore and
+    prune's runs do not see them; prune deletes those past retention but the newest passed one (the drill alert's)."""
+    from datetime import UTC, datetime, timedelta
+
+    from ops.backup.drill import DrillReport, record_drill
+    from ops.backup.retention import run_prune
+    from tests.unit.cli import run_ops
+
+    fresh = run_backup(ctx, "daily", ["git"])
+    now = datetime.now(UTC)
+    passed = DrillReport(fresh.run_id, objects_ok=True, databases=1)
+    for report, days in ((passed, 40), (DrillReport(fresh.run_id), 35), (DrillReport(fresh.run_id), 1)):
+        assert record_drill(ctx, report, at=now - timedelta(days=days)) == ""
+    folder = ctx.object_name("drills", "")
+    names = sorted(o.name[len(folder) :] for o in ctx.bucket.list(folder))
+    assert [n.split("-")[1] for n in names] == ["passed", "failed", "failed"]  # oldest first
+
+    where = ["--project-dir", str(project)]
+    listed = run_ops("backup", "list", "--json", *where)
+    assert [b["id"] for b in json.loads(listed.stdout)["backups"]] == [fresh.run_id]
+    for command in (["verify"], ["restore", "--dry-run"]):
+        refused = run_ops("backup", *command, "drills", *where)
+        assert refused.returncode != 0 and "drills" in refused.stderr and "Traceback" not in refused.stderr
+
+    plan = run_prune(ctx, dry_run=True)
+    assert [r for r, _ in plan.delete] == [f"drills/{names[1]}"]  # the old failed one; the old passed one is the newest
+    assert ("drills/" + names[0], "the newest passed restore drill (the drill alert reads it)") in plan.keep
+    run_prune(ctx)
+    assert sorted(o.name[len(folder) :] for o in ctx.bucket.list(folder)) == [names[0], names[2]]
+    assert [r.run_id for r in catalog.runs(ctx)] == [fresh.run_id]
