@@ -29,6 +29,8 @@ from ops import tools
 from ops.errors import ServiceError
 
 LOOPBACK = "127.0.0.1"
+# LiteLLM callbacks the config names (litellm-config.yaml callbacks); the container mounts the same directory
+CALLBACKS_DIR = Path(__file__).resolve().parents[1] / "gateway" / "callbacks"
 
 
 def free_port() -> int:
@@ -329,6 +331,8 @@ class LiteLLMServer(_Service):
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no network for the price map
             "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
             "LITELLM_TELEMETRY": "False",
+            # the config's tracing callback (aistack_langfuse.exporter) is imported from here, as in the container
+            "PYTHONPATH": str(CALLBACKS_DIR),
             **self.env,
         }
         self._spawn(

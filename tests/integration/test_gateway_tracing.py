@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ops.gateway.callbacks.aistack_langfuse import DISABLED
 from ops.local.processes import LiteLLMServer, MockProviderServer, RedisServer, wait_until
 from tests.conftest import REPO
 from tests.integration.test_doctor_tools import litellm_environment
@@ -28,7 +29,7 @@ def test_a_fresh_vps_env_sends_no_prompt_to_langfuse(
     mock_provider: MockProviderServer,
     redis_module: RedisServer,  # noqa: F811
 ) -> None:
-    """Without a key LiteLLM's Langfuse client is off: the gateway answers, nothing is sent, nothing fails."""
+    """Without a key the tracing callback is off: the gateway answers, nothing is sent, nothing fails."""
     with_env(FILLED)(project)
     composed = litellm_environment(project)
     env = {**gateway_env(mock_provider, redis_module, ""), **{name: composed[name] for name in LANGFUSE}}
@@ -37,8 +38,7 @@ def test_a_fresh_vps_env_sends_no_prompt_to_langfuse(
         body = {"model": "gpt-4", "messages": [{"role": "user", "content": "a private prompt"}]}
         response = httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, json=body, timeout=60)
         assert response.status_code == 200, response.text
-        # the langfuse SDK says so when the callback makes its client (source: langfuse 2.60 client.py)
-        disabled = "Langfuse client is disabled since no public_key was provided"
-        wait_until(lambda: disabled in gateway.log.read_text(errors="replace"), 30, "LiteLLM's Langfuse client", gateway.log)
+        # the config's callback (ops/gateway/callbacks/aistack_langfuse.py) says so when LiteLLM loads it
+        wait_until(lambda: DISABLED in gateway.log.read_text(errors="replace"), 30, "the tracing callback", gateway.log)
         log = gateway.log.read_text(errors="replace")
         assert "ERROR:langfuse" not in log and "cloud.langfuse.com" not in log, log[-2000:]

@@ -71,9 +71,15 @@ def check(ctx: DoctorContext) -> list[Finding]:
         findings.append(
             Finding(NAME, "error", "general_settings.master_key must come from the environment (os.environ/LITELLM_MASTER_KEY)")
         )
-    callbacks = (data.get("litellm_settings") or {}).get("success_callback") or []
-    if "langfuse" not in callbacks:
+    settings = data.get("litellm_settings") or {}
+    # LiteLLM's v2 logger ("langfuse") or ours (ops/gateway/callbacks/aistack_langfuse.py) traces the calls
+    callbacks = [*(settings.get("success_callback") or []), *(settings.get("callbacks") or [])]
+    if "langfuse" not in callbacks and "aistack_langfuse.exporter" not in callbacks:
         findings.append(
-            Finding(NAME, "warning", "litellm_settings.success_callback does not include langfuse: calls are not traced")
+            Finding(
+                NAME,
+                "warning",
+                "litellm_settings sets no Langfuse callback (langfuse or aistack_langfuse.exporter): calls are not traced",
+            )
         )
     return findings
