@@ -783,7 +783,8 @@ def alerts() -> None:
 def alerts_check(project_dir: Path, as_json: bool, quiet: bool, dry_run: bool, rules: tuple[str, ...]) -> None:
     """Check memory, disk, health, spend, backups and drills, the observer; notify what changed (cron, every minute).
 
-    Exit 1 while an alert is firing. The state is OPS_ALERTS_STATE (root's, as the cron job is): docs/ALERTS.md.
+    Exit 1 while an alert is firing, 2 on a setup error, 3 if the check itself failed.
+    The state is OPS_ALERTS_STATE (root's, as the cron job is): docs/ALERTS.md.
     """
     import logging
 
@@ -791,7 +792,13 @@ def alerts_check(project_dir: Path, as_json: bool, quiet: bool, dry_run: bool, r
     from ops.events.logs import configure_logging
 
     configure_logging(logging.INFO)  # the log notifier's lines, timestamped, the bot's token redacted
-    report = run_check(load_settings(project_dir), rules=rules, dry_run=dry_run)
+    try:
+        report = run_check(load_settings(project_dir), rules=rules, dry_run=dry_run)
+    except OpsError:
+        raise
+    except Exception as exc:  # exit 1 means "an alert is firing": a crash of the check itself is 3, one line
+        click.echo(f"error: the alerts check failed unexpectedly ({type(exc).__name__}: {exc})", err=True)
+        sys.exit(3)
     if as_json:
         _emit(report.to_dict())
     elif lines := report.lines(quiet):

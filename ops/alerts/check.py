@@ -13,9 +13,10 @@ the log); the others through every configured notifier.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,7 @@ from ops.alerts.state import (
     Observations,
     State,
     Thresholds,
+    cached_condition,
     expired,
     load,
     locked,
@@ -34,8 +36,8 @@ from ops.alerts.state import (
     step,
 )
 from ops.config import Settings
-from ops.errors import ConfigError, OpsError
-from ops.notify import Notice, NotifyConfig
+from ops.errors import ConfigError, OpsError, ServiceError
+from ops.notify import Notice, NotifyConfig, PermanentNotifyError
 from ops.notify import send as notify_send
 
 if TYPE_CHECKING:  # not imported on every check: the backup stack is slow to import
@@ -148,39 +150,83 @@ class CheckReport:
         return out
 
 
-def notifiers(settings: Settings, problems: list[str]) -> NotifyConfig:
-    """Given Settings, return the alert notifiers' configuration; a malformed one is left out and named in problems,
-    so a typo in the SMTP settings never silences Telegram (or the log)."""
+OFF = {"email": "e-mail is off", "telegram": "Telegram is off"}  # slice 11's notifier checks read these words
+BUCKET_DEADLINE = 20.0  # seconds the bucket's listing may take: cron's `timeout 50` must leave time to save and send
+UNREADABLE_FOR = timedelta(hours=1)  # a source unreadable this long fires (a blip does not)
+
+
+def notifiers(settings: Settings, problems: list[str], off: dict[str, str] | None = None) -> NotifyConfig:
+    """Given Settings, return the alert notifiers' configuration; a malformed one is left out, named in problems and
+    in off (name: why), so a typo in the SMTP settings never silences Telegram (or the log)."""
+    off = {} if off is None else off
     try:
         email = settings.smtp
     except ConfigError as exc:
-        email = None
-        problems.append(f"e-mail is off: {exc}")
+        email, off["email"] = None, str(exc)
+        problems.append(f"{OFF['email']}: {exc}")
     try:
         telegram = settings.alert_telegram
     except ConfigError as exc:
-        telegram = None
-        problems.append(f"Telegram is off: {exc}")
+        telegram, off["telegram"] = None, str(exc)
+        problems.append(f"{OFF['telegram']}: {exc}")
     return NotifyConfig(email=email, telegram=telegram)
 
 
+def _time(raw: Any) -> datetime | None:
+    return datetime.fromisoformat(raw) if isinstance(raw, str) and raw else None
+
+
+def _deadline(read: Callable[[], list[Condition]], seconds: float) -> list[Condition]:
+    """Run read in a daemon thread; return its conditions. Raise what it raises, ServiceError if it takes longer than
+    seconds (the thread is left behind: the check's process ends soon after, and it with it)."""
+    result: list[list[Condition]] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(read())
+        except BaseException as exc:  # handed to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="alerts-bucket", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if error:
+        raise error[0]
+    if not result:
+        raise ServiceError(f"the backup bucket did not answer within {seconds:g} s")
+    return result[0]
+
+
 def _bucket(settings: Settings, sources: Sources, state: State, now: datetime, limits: Thresholds,
-            problems: list[str]) -> tuple[list[Condition], dict[str, Any]]:  # fmt: skip
-    """The backup and drill conditions, from the cache when it is younger than BUCKET_EVERY; and the cache to keep."""
-    cached = state.cache.get("bucket") or {}
-    at = cached.get("at")
-    if at and now - datetime.fromisoformat(at) < rule.BUCKET_EVERY:
-        return [Condition(**{**c, "channels": tuple(c["channels"])}) for c in cached["conditions"]], cached
+            problems: list[str], mark: Callable[[dict[str, Any]], None]) -> tuple[list[Condition], dict[str, Any]]:  # fmt: skip
+    """The backup and drill conditions, from the cache when it is younger than BUCKET_EVERY; and the cache to keep.
+
+    Before a read, mark is given the cache with the time it began ("tried"), to be saved: a check killed while the
+    bucket hangs is then not repeated every minute, and the time it has been failing is kept.
+    """
     if not settings.effective_env.get("OPS_BACKUP_BUCKET", "").strip():
         problems.append("backups: OPS_BACKUP_BUCKET is empty, so there are no backups to check (slice 10 sets them up)")
         return [], {}
-    failing_since = None
+    cached = state.cache.get("bucket") or {}
+    at, tried = _time(cached.get("at")), _time(cached.get("tried"))
+    if at and now - at < rule.BUCKET_EVERY and not (tried and tried > at):
+        return [cached_condition(c) for c in cached["conditions"]], cached
+    failing_since = _time(cached.get("failing_since"))
+    if tried and (at is None or tried > at) and now - tried < rule.BUCKET_EVERY:
+        problem = f"the bucket's read begun at {tried:%H:%M} UTC did not finish (the check was stopped)"
+        problems.append(f"backups: {problem}")
+        failing_since = failing_since or tried
+        return rule.unknown_bucket(problem, limits, failing_since, now), {**cached, "failing_since": failing_since.isoformat()}
+    mark({**cached, "tried": now.isoformat()})
     try:
-        conditions = rule.bucket_conditions(sources.bucket(settings), now, limits)
-    except OpsError as exc:
-        failing_since = datetime.fromisoformat(cached["failing_since"]) if cached.get("failing_since") else now
-        conditions = rule.unknown_bucket(str(exc), limits, failing_since, now)
-        problems.append(f"backups: {exc}")
+        conditions = _deadline(lambda: rule.bucket_conditions(sources.bucket(settings), now, limits), BUCKET_DEADLINE)
+        failing_since = None
+    except Exception as exc:
+        failing_since = failing_since or now
+        why = str(exc) if isinstance(exc, OpsError) else f"{type(exc).__name__}: {exc}"
+        conditions = rule.unknown_bucket(why, limits, failing_since, now)
+        problems.append(f"backups: {why}")
     keep = {
         "at": now.isoformat(),
         "failing_since": failing_since.isoformat() if failing_since else None,
@@ -189,59 +235,85 @@ def _bucket(settings: Settings, sources: Sources, state: State, now: datetime, l
     return conditions, keep
 
 
+def _guarded(name: str, problems: list[str], read: Callable[[], Any], default: Any = None) -> Any:
+    """Return read(); if it raises, name the rule and the error in problems and return default."""
+    try:
+        return read()
+    except OpsError as exc:
+        problems.append(f"{name}: {exc}")
+    except Exception as exc:  # a bug or the machine (no thread left): the other rules still run
+        problems.append(f"{name}: the rule failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
+    return default
+
+
+def _spend(settings: Settings, sources: Sources, limits: Thresholds, cache: dict[str, Any], now: datetime,
+           problems: list[str]) -> list[Condition]:  # fmt: skip
+    """The spend conditions, and whether the spend has been unreadable for an hour (cache["spend_failing_since"])."""
+    from ops.cost import budgets
+
+    budget = budgets(settings)
+    try:
+        spend: Spend | None = sources.spend(settings)
+        problem = ""
+    except Exception as exc:
+        spend = None
+        problem = str(exc) if isinstance(exc, OpsError) else f"{type(exc).__name__}: {exc}"
+        problems.append(f"spend: {problem}")
+    conditions = rule.spend_conditions(spend, budget, limits, problem)
+    since = (_time(cache.get("spend_failing_since")) or now) if spend is None else None
+    cache["spend_failing_since"] = since.isoformat() if since else None
+    long = since is not None and now - since > UNREADABLE_FOR
+    detail = f"the spend cannot be read since {since:%Y-%m-%d %H:%M} UTC: {problem}" if since else "the spend is read"
+    conditions.append(Condition("spend:unreadable", "the spend cannot be read", long, detail))
+    return conditions
+
+
 def observe(
     settings: Settings, rules: tuple[str, ...], limits: Thresholds, sources: Sources, state: State, now: datetime,
-    problems: list[str],
+    problems: list[str], mark: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> tuple[Observations, dict[str, Any]]:  # fmt: skip
     """Read the rules named in rules; return the observations and the state's new cache. Never raise: what cannot be
-    read is named in problems and left unknown."""
+    read (whatever the error) is named in problems and left unknown. mark saves the bucket's cache before its read."""
     conditions: list[Condition] = []
     families: set[str] = set()
     cache = dict(state.cache)
     memory, top = None, ""
     if "memory" in rules:
-        try:
-            memory = rule.memory_percent(sources.meminfo)
-            top = sources.containers(settings) if memory > limits.memory_percent else ""
-        except OpsError as exc:
-            problems.append(f"memory: {exc}")
+        memory = _guarded("memory", problems, lambda: rule.memory_percent(sources.meminfo))
+        if memory is not None and memory > limits.memory_percent:
+            top = _guarded("memory", problems, lambda: sources.containers(settings), "")
     if "disk" in rules:
-        try:
+
+        def disks() -> list[Condition]:
             paths = settings.alert_disk_paths if sources.disk_paths is None else sources.disk_paths
-            conditions += rule.disk_conditions(paths, limits)
+            return rule.disk_conditions(paths, limits)
+
+        found = _guarded("disk", problems, disks)
+        if found is not None:
+            conditions += found
             families.add("disk")
-        except ConfigError as exc:
-            problems.append(f"disk: {exc}")
     health = None
     if "health" in rules:
-        try:
-            report = sources.health(settings)
-            health = tuple((r.name, r.ok, r.detail) for r in report.results if not getattr(r, "skipped", False))
-        except (OpsError, ImportError) as exc:
-            problems.append(f"health: {exc}")
-    if "spend" in rules:
-        from ops.cost import budgets
 
-        try:
-            budget = budgets(settings)
-        except ConfigError as exc:
-            problems.append(f"spend: {exc}")
-        else:
-            try:
-                spend: Spend | None = sources.spend(settings)
-                problem = ""
-            except OpsError as exc:
-                spend, problem = None, str(exc)
-                problems.append(f"spend: {exc}")
-            conditions += rule.spend_conditions(spend, budget, limits, problem)
+        def results() -> tuple[tuple[str, bool, str], ...]:
+            report = sources.health(settings)
+            return tuple((r.name, r.ok, r.detail) for r in report.results if not getattr(r, "skipped", False))
+
+        health = _guarded("health", problems, results)
+    if "spend" in rules:
+        found = _guarded("spend", problems, lambda: _spend(settings, sources, limits, cache, now, problems))
+        if found is not None:
+            conditions += found
             families.add("spend")
     if "backup" in rules:
-        found, kept = _bucket(settings, sources, state, now, limits, problems)
-        conditions += found
+        got = _guarded("backups", problems, lambda: _bucket(settings, sources, state, now, limits, problems, mark))
+        found, kept = got if got is not None else (None, None)
+        if found is not None:
+            conditions += found
+            families |= {"backup", "drill"}  # with no bucket any more, a firing backup alert is resolved
         if kept:
             cache["bucket"] = kept
-            families |= {"backup", "drill"}
-        else:
+        elif kept is not None:
             cache.pop("bucket", None)
     return Observations(tuple(conditions), frozenset(families), memory, top, health), cache
 
@@ -254,27 +326,41 @@ def _updated(state: State, ident: str, **changes: Any) -> State:
     return replace(state, outbox=tuple(replace(o, **changes) if o.id == ident else o for o in state.outbox))
 
 
-def deliver(path: Path, state: State, config: NotifyConfig, send: Sender, now: datetime, report: CheckReport) -> State:
+def deliver(path: Path, state: State, config: NotifyConfig, send: Sender, now: datetime, report: CheckReport,
+            off: dict[str, str] | None = None) -> State:  # fmt: skip
     """Send the outbox in order, saving ``sending`` before each send and removing the entry after it; return the state.
 
-    A failed send keeps its entry (and the later ones of its notifier, in order) for the next check.
+    A failed send keeps its entry (and the later ones of its notifier, in order) for the next check; a notifier that
+    is off (in off: set but malformed) keeps its entries until it is fixed. A notice its service refused for good
+    (PermanentNotifyError) is dropped, named in problems and said on the other notifiers.
     """
-    blocked: set[str] = set()
+    blocked: set[str] = set(off or {})
     configured = config.configured()
+    refused: list[AlertNotice] = []
     for entry in state.outbox:
         label = f"{entry.channel}: {entry.subject}"
+        if entry.channel in blocked:
+            continue
         if expired(entry, now) or entry.channel not in configured:
             why = "no notifier took it in 24 h" if entry.channel in configured else f"{entry.channel} is no longer configured"
             state = _without(state, entry.id)
             save(path, state)
             report.dropped.append(f"{label} ({why}; last error: {entry.error or 'none'})")
             continue
-        if entry.channel in blocked:
-            continue
         state = _updated(state, entry.id, status="sending", attempts=entry.attempts + 1)
         save(path, state)
         try:
             send(entry.channel, config, entry.notice())
+        except PermanentNotifyError as exc:
+            state = _without(state, entry.id)
+            save(path, state)
+            report.dropped.append(f"{label} (refused for good: {exc})")
+            report.problems.append(f"{entry.channel} refused a notice for good: {exc}")
+            detail = f"{entry.channel} refused this notice for good, it was dropped: {entry.subject}\n{exc}"
+            others = tuple(c for c in configured if c not in (entry.channel, "ping"))
+            refused.append(AlertNotice("notice", f"refused:{entry.id}", f"{entry.channel} refused a notice", detail,
+                                       now, now, others))  # fmt: skip
+            continue
         except Exception as exc:
             state = _updated(state, entry.id, status="pending", attempts=entry.attempts + 1, error=str(exc)[:500])
             save(path, state)
@@ -284,6 +370,9 @@ def deliver(path: Path, state: State, config: NotifyConfig, send: Sender, now: d
         state = _without(state, entry.id)
         save(path, state)
         report.sent.append(label)
+    if refused:  # sent by the next check, on the other notifiers (and the log)
+        state = queue(state, refused, tuple(c for c in configured if c != "ping"), now)
+        save(path, state)
     return state
 
 
@@ -303,38 +392,57 @@ def run_check(
 
     thresholds and state_file replace the defaults (slice 11's drills); sources what is read and how it is sent
     (tests, the drills); tag is put before each notice's title ("(drill) "). dry_run: read the state, send and save
-    nothing. Raise OpsError if another check holds the state's lock, ConfigError if the state cannot be read or
-    written (another user's: the cron job runs as root).
+    nothing (a malformed state is left where it is). Raise OpsError if another check holds the state's lock,
+    ConfigError if the state cannot be read or written (another user's: the cron job runs as root).
     """
     rules = rules or rule.RULES
     limits = thresholds or Thresholds()
     sources = sources or Sources()
     path = state_file or settings.alerts_state_file
     report = CheckReport(dry_run=dry_run)
-    config = notifiers(settings, report.problems)
+    off: dict[str, str] = {}
+    config = notifiers(settings, report.problems, off)
     report.notifiers = tuple(n for n in config.configured() if n != "ping")
     if dry_run:
-        state, note = load(path) if path.exists() else (State(), "")
+        state, note = load(path, dry_run=True)
         return _checked(settings, rules, limits, sources, state, now, note, report)[1]
     with locked(path):
         state, note = load(path)
-        state, report = _checked(settings, rules, limits, sources, state, now, note, report)
-        report.notices = [replace(n, title=tag + n.title) for n in report.notices]
         moment = now or datetime.now(UTC)
+
+        def mark(bucket: dict[str, Any]) -> None:  # the bucket's read begins: saved, in case cron kills the check
+            save(path, replace(state, cache={**state.cache, "bucket": bucket}))
+
+        state, report = _checked(settings, rules, limits, sources, state, now, note, report, mark)
+        report.notices = [replace(n, title=tag + n.title) for n in report.notices]
+        report.notices += _check_notices(note, off, report, moment)
         state = queue(state, report.notices, report.notifiers, moment)
         save(path, state)
-        deliver(path, state, config, sources.send, moment, report)
+        deliver(path, state, config, sources.send, moment, report, off)
     return report
+
+
+def _check_notices(note: str, off: dict[str, str], report: CheckReport, now: datetime) -> list[AlertNotice]:
+    """The notices about the check itself: its state was reset; a notifier went off (once, when it appears)."""
+    notices = []
+    if note:
+        notices.append(AlertNotice("notice", "state", "the alerts' state was reset", note, now, now))
+    for name, why in off.items():
+        if f"{OFF[name]}: {why}" in report.new_problems:
+            others = tuple(n for n in report.notifiers if n != name)
+            notices.append(AlertNotice("notice", f"off:{name}", f"notifier {name} is off", f"{OFF[name]}: {why}",
+                                       now, now, others))  # fmt: skip
+    return notices
 
 
 def _checked(
     settings: Settings, rules: tuple[str, ...], limits: Thresholds, sources: Sources, state: State, now: datetime | None,
-    note: str, report: CheckReport,
+    note: str, report: CheckReport, mark: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> tuple[State, CheckReport]:  # fmt: skip
     moment = now or datetime.now(UTC)
     if note:
         report.problems.append(note)
-    observations, cache = observe(settings, rules, limits, sources, state, moment, report.problems)
+    observations, cache = observe(settings, rules, limits, sources, state, moment, report.problems, mark)
     state, notices, conditions = step(state, observations, moment, limits)
     seen = set(state.cache.get("problems") or [])
     report.new_problems = [p for p in report.problems if p not in seen]

@@ -102,7 +102,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class AlertNotice:
-    """A transition to notify: "firing", "repeat" (still firing, an hour later) or "resolved"."""
+    """A transition to notify: "firing", "repeat" (still firing, an hour later) or "resolved"; or "notice", about the
+    check itself (its state was reset, a notifier is off)."""
 
     kind: str
     key: str
@@ -115,6 +116,9 @@ class AlertNotice:
     def notice(self) -> Notice:
         """Return the notice every notifier sends: a one-line subject, then the detail and the times."""
         lasted = _duration(self.at - self.since)
+        if self.kind == "notice":
+            subject = f"[aistack] NOTICE: {self.title}"
+            return Notice("alert", True, f"{subject}\n{self.detail}", subject)
         if self.kind == "resolved":
             subject = f"[aistack] RESOLVED: {self.title}"
             text = f"{subject}\n{self.detail}\nIt lasted {lasted} (since {self.since:%Y-%m-%d %H:%M} UTC)."
@@ -158,17 +162,80 @@ class State:
 
     @classmethod
     def from_json(cls, text: str) -> State:
-        """Parse a state file's text. Raise ValueError (or KeyError, TypeError) if it is not one."""
-        raw = json.loads(text)
-        if raw.get("format") != FORMAT:
-            raise ValueError(f"format {raw.get('format')!r}, not {FORMAT}")
-        return cls(
-            alerts={k: Alert(**{**a, "channels": tuple(a.get("channels", ()))}) for k, a in raw["alerts"].items()},
-            memory=tuple((float(t), float(p)) for t, p in raw["memory"]),
-            health={str(k): int(v) for k, v in raw["health"].items()},
-            outbox=tuple(Outgoing(**o) for o in raw["outbox"]),
-            cache=dict(raw.get("cache") or {}),
-        )
+        """Parse a state file's text, checking every field's type and every time. Raise ValueError if it is not one."""
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+            if raw.get("format") != FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}, not {FORMAT}")
+            alerts = {}
+            for k, a in _of(raw, "alerts", dict).items():
+                alert = Alert(**{**_of({"a": a}, "a", dict), "channels": tuple(a.get("channels", ()))})
+                _fields(alert, ("key", "title", "detail", "since", "notified"), str)
+                _times(alert.since, alert.notified)
+                alerts[str(k)] = alert
+            outbox = []
+            for o in _of(raw, "outbox", list):
+                entry = Outgoing(**_of({"o": o}, "o", dict))
+                _fields(entry, ("id", "key", "kind", "channel", "subject", "text", "created", "status", "error"), str)
+                _times(entry.created)
+                if not isinstance(entry.ok, bool) or not isinstance(entry.attempts, int):
+                    raise ValueError(f"outbox entry {entry.id}: ok or attempts malformed")
+                outbox.append(entry)
+            cache = dict(raw.get("cache") or {})
+            bucket = cache.get("bucket")
+            if bucket:
+                if not isinstance(bucket, dict):
+                    raise ValueError("cache.bucket is not an object")
+                _times(*(bucket[k] for k in ("at", "failing_since", "tried") if bucket.get(k) is not None))
+                for c in bucket.get("conditions") or []:
+                    cached_condition(c)
+            if not all(isinstance(p, str) for p in cache.get("problems") or []):
+                raise ValueError("cache.problems is not a list of lines")
+            return cls(
+                alerts=alerts,
+                memory=tuple((float(t), float(p)) for t, p in _of(raw, "memory", list)),
+                health={str(k): int(v) for k, v in _of(raw, "health", dict).items()},
+                outbox=tuple(outbox),
+                cache=cache,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _of(raw: dict[str, Any], name: str, kind: type) -> Any:
+    value = raw[name]
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _fields(obj: Any, names: tuple[str, ...], kind: type) -> None:
+    for name in names:
+        if not isinstance(getattr(obj, name), kind):
+            raise ValueError(f"{type(obj).__name__}.{name} is not a {kind.__name__}")
+
+
+def _times(*values: Any) -> None:
+    """Raise ValueError unless every value is an ISO time with its time zone."""
+    for value in values:
+        if not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None:
+            raise ValueError(f"{value!r} is not an ISO time with a time zone")
+
+
+def cached_condition(raw: Any) -> Condition:
+    """Given a condition as the cache keeps it, return it. Raise ValueError if it is not one."""
+    if not isinstance(raw, dict):
+        raise ValueError("a cached condition is not an object")
+    try:
+        c = Condition(**{**raw, "channels": tuple(raw.get("channels") or ())})
+    except TypeError as exc:
+        raise ValueError(f"a cached condition is malformed: {exc}") from exc
+    _fields(c, ("key", "title", "detail"), str)
+    if c.active not in (True, False, None):
+        raise ValueError(f"cached condition {c.key}: active is {c.active!r}")
+    return c
 
 
 def _duration(delta: timedelta) -> str:
@@ -301,24 +368,31 @@ def expired(outgoing: Outgoing, now: datetime) -> bool:
 # --- the state file ---
 
 
-def load(path: Path) -> tuple[State, str]:
+def load(path: Path, dry_run: bool = False) -> tuple[State, str]:
     """Given the state file, return its state and "" (an empty state when there is none yet).
 
-    A file that cannot be parsed is moved aside (``.corrupt-<time>``) and an empty state returned with a note saying
-    so: the alerts fire again rather than never. Raise ConfigError if the file cannot be read (its owner is another).
+    A file that is not a state (torn, not UTF-8, a field of the wrong type) is moved aside (``.corrupt-<time>``)
+    and an empty state returned with a note saying so: the alerts fire again rather than never. dry_run renames
+    nothing (the note says a real check will). Raise ConfigError if the file cannot be read (its owner is another).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return State(), ""
     except OSError as exc:
         raise ConfigError(f"cannot read the alerts' state {path}: {exc.strerror} (run it as the cron job does, as root)") from exc
     try:
-        return State.from_json(text), ""
-    except (ValueError, KeyError, TypeError) as exc:
+        return State.from_json(data.decode("utf-8")), ""
+    except ValueError as exc:  # UnicodeDecodeError and json's errors are ValueErrors
+        why = " ".join(str(exc).split())[:200]
+        if dry_run:
+            return State(), f"the alerts' state {path} could not be read ({why}); a check without --dry-run resets it"
         aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-        path.rename(aside)
-        return State(), f"the alerts' state {path} could not be read ({exc}); moved to {aside.name}, starting afresh"
+        try:
+            path.rename(aside)
+        except OSError as err:
+            raise ConfigError(f"the alerts' state {path} is malformed ({why}) and cannot be moved aside: {err.strerror}") from err
+        return State(), f"the alerts' state {path} could not be read ({why}); moved to {aside.name}, starting afresh"
 
 
 def save(path: Path, state: State) -> None:

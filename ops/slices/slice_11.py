@@ -41,7 +41,6 @@ SETUP = {
     "telegram": "set OPS_TELEGRAM_BOT_TOKEN and OPS_ALERT_TELEGRAM_CHAT (or OPS_TELEGRAM_CHAT_IDS) in vps.env",
 }
 
-OFF = {"email": "e-mail is off", "telegram": "Telegram is off"}  # how ops.alerts.check.notifiers names a malformed one
 BUSY = "another `ops alerts check` is running"
 BUSY_WAIT = 20.0  # seconds to wait for the cron job's own check to finish
 
@@ -60,26 +59,29 @@ def _job_checks(settings: Settings) -> list[Check]:
     while status > 1 and BUSY in output and time.monotonic() < deadline:  # the minute's own check holds the lock
         time.sleep(1)
         status, output = CRON.run_job(text, CHECK_JOB)
-    # 1: the check ran and an alert is firing (it was notified); 2 or more: the check itself failed
-    checks.append(
-        Check(
-            "the check runs as cron runs it",
-            status in (0, 1),
-            f"exit {status}" + (" (an alert is firing)" if status == 1 else "") + (f": {output[-600:]}" if status > 1 else ""),
-        )
-    )
+    checks.append(job_check(status, output))
     return checks
+
+
+def job_check(status: int, output: str) -> Check:
+    """Given the cron job's exit status and output, return whether the check ran: 0, or 1 (an alert is firing, it was
+    notified); 2 (setup), 3 (the check crashed) or any traceback in its output is a failure."""
+    crashed = "Traceback (most recent call last)" in output
+    ok = status in (0, 1) and not crashed
+    detail = f"exit {status}" + (" (an alert is firing)" if status == 1 and ok else "") + ("" if ok else f": {output[-600:]}")
+    return Check("the check runs as cron runs it", ok, detail)
 
 
 def notifier_checks(settings: Settings) -> list[Check]:
     """The notifiers: those configured (fail if none is, or one is malformed), then a test notice by each of them."""
-    from ops.alerts.check import notifiers
+    from ops.alerts.check import OFF, notifiers
     from ops.notify import Notice, send
 
     problems: list[str] = []
-    config = notifiers(settings, problems)
+    off: dict[str, str] = {}
+    config = notifiers(settings, problems, off)
     configured = [n for n in PLAN_NOTIFIERS if n in config.configured()]
-    broken = [p for name in PLAN_NOTIFIERS for p in problems if p.startswith(OFF[name])]
+    broken = [f"{OFF[name]}: {off[name]}" for name in PLAN_NOTIFIERS if name in off]
     unset = [
         f"{name} is not configured: {SETUP[name]}" + (" (spend alerts go by e-mail only)" if name == "email" else " (optional)")
         for name in PLAN_NOTIFIERS

@@ -101,7 +101,22 @@ def test_a_malformed_smtp_setting_leaves_telegram_and_the_log_sending(project: P
     report = run_check(settings, rules=("disk",), thresholds=FULL, sources=Sources(send=outbox.send), now=T0)
     assert report.notifiers == ("log", "telegram")
     assert report.problems == ["e-mail is off: OPS_SMTP_PORT must be a port number (587 for STARTTLS), got 'smtp'"]
-    assert [c for c, _ in outbox.sent] == ["log", "telegram"]
+    assert [c for c, _ in outbox.sent] == ["log", "telegram", "log", "telegram"]
+    assert outbox.sent[-1] == ("telegram", "[aistack] NOTICE: notifier email is off")
+
+
+def test_a_typo_in_the_smtp_settings_keeps_the_queued_mails_until_it_is_fixed(project: Path) -> None:
+    settings = settings_for(project, f"OPS_ALERT_DISK_PATHS={project}\n")
+    outbox = Outbox(down={"email"})
+    check(settings, outbox, T0)  # the alert's e-mail waits in the outbox
+    broken = settings_for(project, f"OPS_ALERT_DISK_PATHS={project}\nOPS_SMTP_PORT=smtp\n")
+    outbox.down.clear()
+    first = run_check(broken, rules=("disk",), thresholds=FULL, sources=Sources(send=outbox.send), now=T0 + timedelta(minutes=1))
+    again = run_check(broken, rules=("disk",), thresholds=FULL, sources=Sources(send=outbox.send), now=T0 + timedelta(minutes=2))
+    assert first.dropped == [] and again.dropped == []
+    assert [s for c, s in outbox.sent if "NOTICE" in s] == ["[aistack] NOTICE: notifier email is off"] * 2  # log, telegram
+    sent = check(settings_for(project, f"OPS_ALERT_DISK_PATHS={project}\n"), outbox, T0 + timedelta(minutes=3))
+    assert sent == [f"email: [aistack] ALERT: disk {project} above 0%"]
 
 
 def test_a_second_check_while_one_runs_does_nothing(project: Path) -> None:
@@ -110,12 +125,37 @@ def test_a_second_check_while_one_runs_does_nothing(project: Path) -> None:
         check(settings, Outbox(), T0)
 
 
-def test_an_unreadable_state_file_is_moved_aside_and_the_alerts_fire_again(project: Path) -> None:
+GOOD_ALERT = {"key": "disk:/", "title": "t", "detail": "d", "since": T0.isoformat(), "notified": T0.isoformat()}
+GOOD_STATE = {"format": 1, "alerts": {}, "memory": [], "health": {}, "outbox": [], "cache": {}}
+MALFORMED = {
+    "torn": b'{"format": 1, "alerts": {',
+    "a list": b"[]",
+    "null": b"null",
+    "not UTF-8": b'{"format": 1, "alerts": {"\xff": 1}}',
+    "a bad since": json.dumps({**GOOD_STATE, "alerts": {"disk:/": {**GOOD_ALERT, "since": "yesterday"}}}).encode(),
+    "a naive notified": json.dumps({**GOOD_STATE, "alerts": {"disk:/": {**GOOD_ALERT, "notified": "2026-11-24T08:00"}}}).encode(),
+    "an alert that is a number": json.dumps({**GOOD_STATE, "alerts": {"disk:/": 3}}).encode(),
+    "a bad created": json.dumps({**GOOD_STATE, "outbox": [{"id": "a", "key": "k", "kind": "firing", "channel": "log",
+                                 "subject": "s", "text": "t", "ok": False, "created": 5}]}).encode(),
+    "a bad bucket time": json.dumps({**GOOD_STATE, "cache": {"bucket": {"at": "soon", "conditions": []}}}).encode(),
+    "an old cached condition": json.dumps({**GOOD_STATE, "cache": {"bucket": {"at": T0.isoformat(), "conditions": [
+        {"key": "backup", "title": "t", "active": True, "detail": "d", "severity": "high"}]}}}).encode(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("text", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_state_file_is_moved_aside_and_the_alerts_fire_again(project: Path, text: bytes) -> None:
     settings = settings_for(project, f"OPS_ALERT_DISK_PATHS={project}\n")
-    settings.alerts_state_file.write_text('{"format": 1, "alerts": {')  # torn by a full disk, say
-    report = run_check(settings, rules=("disk",), thresholds=FULL, sources=Sources(send=Outbox().send), now=T0)
-    assert "could not be read" in report.problems[0] and [n.kind for n in report.notices] == ["firing"]
+    settings.alerts_state_file.write_bytes(text)
+    dry = run_check(settings, rules=("disk",), thresholds=FULL, dry_run=True, now=T0)
+    assert "a check without --dry-run resets it" in dry.problems[0]
+    assert settings.alerts_state_file.read_bytes() == text and not list(project.glob("alerts.json.corrupt-*"))
+    outbox = Outbox()
+    report = run_check(settings, rules=("disk",), thresholds=FULL, sources=Sources(send=outbox.send), now=T0)
+    assert "could not be read" in report.problems[0] and [n.kind for n in report.notices] == ["firing", "notice"]
+    assert ("telegram", "[aistack] NOTICE: the alerts' state was reset") in outbox.sent
     assert len(list(project.glob("alerts.json.corrupt-*"))) == 1
+    assert run_check(settings, rules=("disk",), thresholds=FULL, sources=Sources(send=outbox.send), now=T0).problems == []
 
 
 def test_spend_past_four_dollars_goes_by_email_only(project: Path) -> None:
@@ -139,9 +179,18 @@ def test_spend_that_cannot_be_read_changes_nothing_and_is_named(project: Path) -
     def unreachable(settings: Settings) -> Spend:
         raise ServiceError("cannot reach Redis at redis://:***@127.0.0.1:6379/0")
 
-    report = run_check(settings, rules=("spend",), sources=Sources(send=Outbox().send, spend=unreachable), now=T0)
-    assert [c.active for c in report.conditions] == [None, None, None] and report.ok
+    outbox = Outbox()
+    report = run_check(settings, rules=("spend",), sources=Sources(send=outbox.send, spend=unreachable), now=T0)
+    assert [c.active for c in report.conditions] == [None, None, None, False] and report.ok
     assert report.problems == ["spend: cannot reach Redis at redis://:***@127.0.0.1:6379/0"]
+    sources = Sources(send=outbox.send, spend=unreachable)
+    assert run_check(settings, rules=("spend",), sources=sources, now=T0 + timedelta(minutes=59)).ok  # a blip
+    later = run_check(settings, rules=("spend",), sources=sources, now=T0 + timedelta(minutes=61))
+    assert later.firing == ["spend:unreadable"] and "since 2026-11-24 08:00 UTC" in later.conditions[-1].detail
+    assert ("email", "[aistack] ALERT: the spend cannot be read") in outbox.sent
+    spend = Spend("redis", "LiteLLM's budget counters in Redis", {}, {})
+    back = run_check(settings, rules=("spend",), sources=replace(sources, spend=lambda s: spend), now=T0 + timedelta(hours=2))
+    assert [n.kind for n in back.notices] == ["resolved"] and back.ok
 
 
 def test_a_bucket_unreadable_for_an_hour_fires_the_backup_alerts(project: Path) -> None:
