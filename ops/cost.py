@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
@@ -33,6 +33,9 @@ import redis
 from ops.config import Settings
 from ops.errors import ConfigError, OpsError, ServiceError
 from ops.gateway.litellm_config import deployments, load_config
+
+if TYPE_CHECKING:
+    from ops.journal import Psql
 
 DAY_ALERT_USD = 10.0  # the plan's slice 11: "Daily spend > $10", by e-mail
 MONTH_ALERT_USD = 40.0  # the plan's budget controls: "Alert when >$40 spent" (the stop is $55)
@@ -222,6 +225,18 @@ def gateway_deployment_ids(settings: Settings, timeout: float = 5.0) -> dict[str
     }
 
 
+SPEND_TIMEOUT = 10.0  # seconds for psql's spend query: the alert check runs every minute under cron's 50 s
+
+
+def spend_psql(settings: Settings, timeout: float = SPEND_TIMEOUT) -> Psql:
+    """Given Settings, return the psql that reads LiteLLM's database within timeout seconds, bounded inside the
+    Postgres container too (PGCONNECT_TIMEOUT, `timeout -s KILL`: killing `docker compose exec` leaves the psql
+    running there, moby/moby#9098), as ops health's probe does. Raise ConfigError on a bad OPS_POSTGRES_URL."""
+    from ops.health.probes.postgres import access
+
+    return access(settings, timeout, database="litellm")[0]
+
+
 def read_spend(settings: Settings, now: datetime | None = None) -> Spend:
     """Given Settings, return the spend from LiteLLM's database when it is on, else from its Redis counters.
 
@@ -230,9 +245,7 @@ def read_spend(settings: Settings, now: datetime | None = None) -> Spend:
     from ops.code import litellm_db_on
 
     if litellm_db_on(settings):
-        from ops.backup.context import postgres_access
-
-        return database_spend(postgres_access(settings).psql("litellm").query, now or datetime.now(UTC))
+        return database_spend(spend_psql(settings).query, now or datetime.now(UTC))
     from ops.events.context import events_config
 
     try:

@@ -133,3 +133,12 @@ def test_a_notice_the_relay_refuses_for_good_is_dropped_and_said_on_telegram(pro
     assert {o["channel"] for o in state["outbox"] if o["kind"] != "notice"} == set()  # not retried for a day
     run_check(settings, rules=("disk",), thresholds=FULL, sources=Sources(send=send), now=T0 + timedelta(minutes=1))
     assert ("telegram", "[aistack] NOTICE: email refused a notice") in sent
+
+
+def test_the_spend_query_is_bounded_as_ops_healths_postgres_probe_is(project: Path) -> None:
+    from ops.cost import spend_psql
+
+    settings = settings_for(project, "OPS_POSTGRES_URL=postgresql://postgres:pw@127.0.0.1:5432/postgres\n")
+    psql = spend_psql(settings)  # on the VM the same code adds `timeout -s KILL 10` inside the container
+    assert psql.timeout == 10.0 and ("PGCONNECT_TIMEOUT", "10") in psql.env  # psql's default: 120 s, no connect limit
+    assert "litellm" in " ".join(psql.argv)

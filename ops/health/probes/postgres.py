@@ -37,8 +37,9 @@ def kill_after(timeout: float) -> str:
     return f"{max(math.ceil(timeout * 1000), 1) / 1000:g}"
 
 
-def access(settings: Settings, timeout: float) -> tuple[Psql, str]:
-    """Given Settings and the probe's seconds, return the psql that asks Postgres within them, and how to say it.
+def access(settings: Settings, timeout: float, database: str = "postgres") -> tuple[Psql, str]:
+    """Given Settings and the probe's seconds, return the psql that asks Postgres (database) within them, and how
+    to say it. ops.cost reads LiteLLM's spend with it (the alert check's every minute).
 
     Raise ConfigError on a bad OPS_POSTGRES_URL, ServiceError if docker compose (v2) is missing.
     """
@@ -54,7 +55,7 @@ def access(settings: Settings, timeout: float) -> tuple[Psql, str]:
         inside = ("-e", "=".join(wait), "postgres", "timeout", "-s", "KILL", kill_after(timeout))
         postgres = PostgresAccess(tuple(Compose.for_settings(settings).argv("exec", "-T", *inside)))
         how = "docker compose exec"
-    psql = postgres.psql()
+    psql = postgres.psql(database)
     return dataclasses.replace(psql, env=(*psql.env, wait), timeout=timeout), how
 
 
