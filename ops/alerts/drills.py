@@ -162,6 +162,7 @@ class Drills:
               sources: Sources | None = None) -> CheckReport:  # fmt: skip
         """Run the real check of rules with the drill's own state file (one per drill), tagged as a drill."""
         state = self.scratch / f"{name.replace(':', '-')}.json"
+        limits = replace(limits or Thresholds(), resolve_checks=1)  # a drill resolves at its first clear check
         return run_check(self.settings, rules=rules, thresholds=limits, state_file=state, sources=sources, tag=TAG)
 
     def until(

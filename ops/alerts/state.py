@@ -3,7 +3,8 @@
 ``step(state, observations, now)`` returns the new state and the notices to
 send: an alert fires once when its condition becomes true, repeats at most
 every ``repeat_minutes`` (an hour) while it lasts, and is resolved once when
-it clears. A condition that could not be told this time (its source did not
+it has been clear for ``resolve_checks`` checks in a row (3: a disk hovering at the line, a service
+failing but now and then, fire once, not every few minutes). A condition that could not be told this time (its source did not
 answer) changes nothing. Two rules need history, kept here: memory (its
 samples of the last minutes: above 90% for 5 minutes) and the health checks
 (each service's consecutive failures: 3 in a row).
@@ -55,6 +56,7 @@ class Thresholds:
     drill_days: float = 8.0
     heartbeat_failures: int = 2  # checks a minute apart without the observer's heartbeat (its TTL is 30 s)
     repeat_minutes: float = 60.0
+    resolve_checks: int = 3  # a firing alert resolves once its condition has been clear this many checks in a row
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class State:
     alerts: dict[str, Alert] = field(default_factory=dict)
     memory: tuple[tuple[float, float], ...] = ()  # (Unix time, percent used), oldest first
     health: dict[str, int] = field(default_factory=dict)  # service -> consecutive failed checks
+    clear: dict[str, int] = field(default_factory=dict)  # firing alert -> consecutive checks its condition was clear
     outbox: tuple[Outgoing, ...] = ()
     cache: dict[str, Any] = field(default_factory=dict)  # slow rules' last conditions (the bucket's), with their time
 
@@ -197,6 +200,7 @@ class State:
                 alerts=alerts,
                 memory=tuple((float(t), float(p)) for t, p in _of(raw, "memory", list)),
                 health={str(k): int(v) for k, v in _of(raw, "health", dict).items()},
+                clear={str(k): int(v) for k, v in (raw.get("clear") or {}).items()},
                 outbox=tuple(outbox),
                 cache=cache,
             )
@@ -275,10 +279,12 @@ def memory_condition(samples: tuple[tuple[float, float], ...], now: datetime, li
 
 
 def health_conditions(
-    results: tuple[tuple[str, bool, str], ...], failures: dict[str, int], limits: Thresholds
-) -> tuple[dict[str, int], list[Condition]]:
-    """Given this check's health results and the consecutive failures so far, return the new counts and one condition
-    per service: active at health_failures failures in a row. The observer's probe (its heartbeat in Redis) is the
+    results: tuple[tuple[str, bool, str], ...], failures: dict[str, int], limits: Thresholds,
+    firing: frozenset[str] = frozenset(),
+) -> tuple[dict[str, int], list[Condition]]:  # fmt: skip
+    """Given this check's health results, the consecutive failures so far and the alerts firing, return the new counts
+    and one condition per service: active at health_failures failures in a row, and, once firing, at any failure (a
+    passing check between failures does not make it clear). The observer's probe (its heartbeat in Redis) is the
     heartbeat rule instead: active at heartbeat_failures, so a restart's gap does not fire it."""
     counts = {name: 0 if ok else failures.get(name, 0) + 1 for name, ok, _ in results}
     conditions = []
@@ -289,7 +295,7 @@ def health_conditions(
         else:
             title, key, limit = f"{name} failing its health check", f"health:{name}", limits.health_failures
         text = f"{name}: {detail}" if ok else f"{name} failed {n} check{'s' * (n > 1)} in a row: {detail}"
-        conditions.append(Condition(key, title, n >= limit, text))
+        conditions.append(Condition(key, title, n >= limit or (key in firing and not ok), text))
     return counts, conditions
 
 
@@ -308,10 +314,10 @@ def step(
         memory = (*(s for s in state.memory if keep <= s[0] < now.timestamp()), (now.timestamp(), observations.memory_percent))
         conditions.append(memory_condition(memory, now, limits, observations.memory_top))
     if observations.health is not None:
-        health, found = health_conditions(observations.health, state.health, limits)
+        health, found = health_conditions(observations.health, state.health, limits, frozenset(state.alerts))
         conditions += found
         observations = replace(observations, families=observations.families | {"health", "heartbeat"})
-    alerts = dict(state.alerts)
+    alerts, clear = dict(state.alerts), dict(state.clear)
     notices: list[AlertNotice] = []
     at = now.isoformat()
     repeat = timedelta(minutes=limits.repeat_minutes)
@@ -319,6 +325,8 @@ def step(
         current = alerts.get(c.key)
         if c.active is None:
             continue
+        if c.active:
+            clear.pop(c.key, None)
         if c.active and current is None:
             alerts[c.key] = Alert(c.key, c.title, c.detail, at, at, c.channels)
             notices.append(AlertNotice("firing", c.key, c.title, c.detail, now, now, c.channels))
@@ -329,8 +337,12 @@ def step(
                 notices.append(AlertNotice("repeat", c.key, c.title, c.detail, since, now, current.channels))
             else:
                 alerts[c.key] = replace(current, detail=c.detail)
+        elif current is not None and clear.get(c.key, 0) + 1 < limits.resolve_checks:
+            clear[c.key] = clear.get(c.key, 0) + 1  # clear, not yet long enough: a flapping alert stays firing
+            alerts[c.key] = replace(current, detail=c.detail)
         elif current is not None:
             del alerts[c.key]
+            clear.pop(c.key, None)
             since = datetime.fromisoformat(current.since)
             notices.append(AlertNotice("resolved", c.key, c.title, c.detail, since, now, current.channels))
     families = set(observations.families) | {c.family for c in conditions}
@@ -338,10 +350,12 @@ def step(
     for key, alert in list(alerts.items()):
         if key not in seen and key.split(":", 1)[0] in families:
             del alerts[key]
+            clear.pop(key, None)
             detail = "no longer checked (the rule no longer covers it)"
             since = datetime.fromisoformat(alert.since)
             notices.append(AlertNotice("resolved", key, alert.title, detail, since, now, alert.channels))
-    return replace(state, alerts=alerts, memory=memory, health=health), notices, conditions
+    clear = {k: n for k, n in clear.items() if k in alerts}
+    return replace(state, alerts=alerts, memory=memory, health=health, clear=clear), notices, conditions
 
 
 def queue(state: State, notices: list[AlertNotice], channels: tuple[str, ...], now: datetime) -> State:

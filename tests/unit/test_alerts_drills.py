@@ -34,7 +34,7 @@ def test_the_drills_memory_line_fires_with_the_hog_and_resolves_once_it_is_gone(
     assert memory_line(before, during, hog) == line
     assert before < line < during
     # the real rule with the drill's line and a window of 0 minutes: the newest sample alone, no 5 minutes to wait
-    limits = replace(Thresholds(), memory_percent=line, memory_minutes=0.0)
+    limits = replace(Thresholds(), memory_percent=line, memory_minutes=0.0, resolve_checks=1)  # as drills.check
     state, fired, conditions = step(State(), Observations(memory_percent=during), T0, limits)
     assert [(n.kind, n.key) for n in fired] == [("firing", "memory")]
     assert conditions[0].title == f"memory above {line:g}%"

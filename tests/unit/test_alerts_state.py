@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ops.alerts.state import Condition, Observations, State, queue, step
+from ops.alerts.state import Condition, Observations, State, Thresholds, queue, step
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 Seen = dict[str, bool | None] | tuple[str, Any]
@@ -55,11 +55,6 @@ CASES: dict[str, list[Check]] = {
         (63, {"spend:day": None}, []),
     ],
     "an unknown never fires": [(0, {"backup": None}, []), (1, {"backup": False}, [])],
-    "a flapping condition fires and resolves each time": [
-        (0, {"disk:/": True}, [("firing", "disk:/")]),
-        (1, {"disk:/": False}, [("resolved", "disk:/")]),
-        (2, {"disk:/": True}, [("firing", "disk:/")]),
-    ],
     "two alerts of one rule are separate": [
         (0, {"disk:/": True, "disk:/var/lib/docker": False}, [("firing", "disk:/")]),
         (1, {"disk:/": True, "disk:/var/lib/docker": True}, [("firing", "disk:/var/lib/docker")]),
@@ -126,11 +121,49 @@ CASES: dict[str, list[Check]] = {
 }
 
 
+AT_ONCE = Thresholds(resolve_checks=1)  # CASES: resolved at the first clear check, to show the other transitions
+
+HYSTERESIS: dict[str, list[Check]] = {  # the default: resolved after 3 clear checks in a row
+    "a flapping condition fires once and stays until clear 3 checks in a row": [
+        (0, {"disk:/": True}, [("firing", "disk:/")]),
+        (1, {"disk:/": False}, []),
+        (2, {"disk:/": True}, []),
+        (3, {"disk:/": False}, []),
+        (4, {"disk:/": False}, []),
+        (5, {"disk:/": True}, []),
+        (6, {"disk:/": False}, []),
+        (7, {"disk:/": None}, []),  # unknown: neither clear nor not
+        (8, {"disk:/": False}, []),
+        (9, {"disk:/": False}, [("resolved", "disk:/")]),
+        (10, {"disk:/": True}, [("firing", "disk:/")]),
+    ],
+    "a service failing 3 times then passing once fires once": [
+        *[(m, ("health", {"n8n": m % 4 == 3}), [("firing", "health:n8n")] if m == 2 else []) for m in range(15)],
+        (15, ("health", {"n8n": True}), []),
+        (16, ("health", {"n8n": True}), []),
+        (17, ("health", {"n8n": True}), [("resolved", "health:n8n")]),
+    ],
+    "an alert its rule no longer covers is resolved at once": [
+        (0, {"disk:/": True, "disk:/data": True}, [("firing", "disk:/"), ("firing", "disk:/data")]),
+        (1, {"disk:/": True}, [("resolved", "disk:/data")]),
+    ],
+}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_alert_transitions(case: str) -> None:
     state = State()
     for minute, seen, expected in CASES[case]:
+        state, notices, _ = step(state, observations(seen), T0 + timedelta(minutes=minute), AT_ONCE)
+        assert [(n.kind, n.key) for n in notices] == expected, f"minute {minute}"
+
+
+@pytest.mark.parametrize("case", sorted(HYSTERESIS))
+def test_an_alert_resolves_only_after_3_clear_checks_in_a_row(case: str) -> None:
+    state = State()
+    for minute, seen, expected in HYSTERESIS[case]:
         state, notices, _ = step(state, observations(seen), T0 + timedelta(minutes=minute))
+        state = State.from_json(state.to_json())  # the count survives the file
         assert [(n.kind, n.key) for n in notices] == expected, f"minute {minute}"
 
 
@@ -149,7 +182,7 @@ def test_the_state_survives_its_file_between_checks() -> None:
 
 def test_a_notice_says_what_since_when_and_how_long() -> None:
     state, _, _ = step(State(), observations({"disk:/": True}), T0)
-    _, notices, _ = step(state, observations({"disk:/": False}), T0 + timedelta(minutes=95))
+    _, notices, _ = step(state, observations({"disk:/": False}), T0 + timedelta(minutes=95), AT_ONCE)
     notice = notices[0].notice()
     assert notice.subject == "[aistack] RESOLVED: title of disk:/"
     assert "It lasted 1 h 35 min (since 2026-11-24 08:00 UTC)" in notice.message and notice.ok
