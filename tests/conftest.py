@@ -25,6 +25,7 @@ PROJECT_FILES = (
     "postgres",
     "clickhouse",
     "backups",
+    "ops/gateway/callbacks",  # the litellm container mounts its tracing callback from here (docker-compose.vps.yml)
 )
 
 

@@ -98,3 +98,12 @@ def test_without_host_or_key_nothing_is_queued() -> None:
         exporter = LangfuseBatchExporter(host, key, KEYS[1])
         exporter.enqueue({"standard_logging_object": {}}, "DEFAULT")
         assert not exporter.enabled and exporter.calls.empty() and exporter._thread is None
+
+
+def test_flush_at_exit_sends_the_calls_the_thread_holds(langfuse: ThreadedServer) -> None:
+    """`docker stop` right after a call (slice 5's drill recreates LiteLLM): the gathered calls still reach Langfuse."""
+    exporter = LangfuseBatchExporter(langfuse.url, *KEYS)
+    exporter.enqueue({"litellm_params": {"metadata": {"trace_id": "unit-exit"}}, "standard_logging_object": {}}, "ERROR")
+    exporter.flush()  # what atexit calls
+    assert generations(trace(langfuse, "unit-exit"))[0]["level"] == "ERROR"
+    assert exporter._thread is not None and not exporter._thread.is_alive()

@@ -20,6 +20,7 @@ LANGFUSE_PUBLIC_KEY are both set, as the compose file passes them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -135,7 +136,9 @@ class LangfuseBatchExporter(CustomLogger):
         self.enabled = bool(self.host and self.public_key)
         if not self.enabled:
             LOG.warning(DISABLED)
-        self.calls: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue(QUEUE_CALLS)
+        # a call, or None: the process is exiting, send what is gathered and stop
+        self.calls: queue.Queue[tuple[dict[str, Any], str] | None] = queue.Queue(QUEUE_CALLS)
+        self._stopping = False
         self.queued = 0
         self.dropped = 0
         self.sent_batches = 0
@@ -172,7 +175,7 @@ class LangfuseBatchExporter(CustomLogger):
 
     def _run(self) -> None:
         with httpx.Client(auth=(self.public_key, self.secret_key), timeout=TIMEOUT_SECONDS) as client:
-            while True:
+            while not self._stopping:
                 self._send(client, self._gather(block=True))
 
     def _gather(self, block: bool) -> list[dict[str, Any]]:
@@ -182,12 +185,16 @@ class LangfuseBatchExporter(CustomLogger):
         while len(events) < BATCH_EVENTS:
             try:
                 if deadline is None:
-                    kwargs, level = self.calls.get(block=block)
+                    item = self.calls.get(block=block)
                     deadline = time.monotonic() + FLUSH_SECONDS
                 else:
-                    kwargs, level = self.calls.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self.calls.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if item is None:
+                self._stopping = True
+                break
+            kwargs, level = item
             try:
                 events.extend(call_events(kwargs, level))
             except Exception:  # a call LiteLLM logged oddly must not stop the thread
@@ -215,9 +222,13 @@ class LangfuseBatchExporter(CustomLogger):
         LOG.error("aistack_langfuse: dropped %d events after %d attempts (%s)", len(events), ATTEMPTS, problem)
 
     def flush(self) -> None:
-        """Post whatever is queued now (at exit, and in tests)."""
+        """Post whatever is queued or gathered now (at exit: `docker stop` right after a call, and in tests)."""
         if not self.enabled:
             return
+        if self._thread is not None and self._thread.is_alive():  # it sends what it holds, then stops
+            with contextlib.suppress(queue.Full):
+                self.calls.put(None, timeout=TIMEOUT_SECONDS)
+            self._thread.join(TIMEOUT_SECONDS * ATTEMPTS)
         with httpx.Client(auth=(self.public_key, self.secret_key), timeout=TIMEOUT_SECONDS) as client:
             while events := self._gather(block=False):
                 self._send(client, events)
