@@ -140,7 +140,11 @@ def test_an_alert_goes_to_the_alert_chat_through_the_bot(project: Path, caplog: 
         assert state.sent[-1]["chat_id"] == 7 and len(state.sent[-1]["text"]) == 4000
         wrong = alert_config(settings_with(project, env.replace(TOKEN, "123456:revoked")))
         # httpx logs each request's URL at INFO, and the Bot API's URL holds the token: the cron job's log must not
-        with caplog.at_level(logging.DEBUG), pytest.raises(ServiceError, match="Telegram sendMessage refused: 401 Unauthorized"):
+        # on httpx's own logger: an observer started earlier in this process (configure_logging) left it at WARNING
+        with (
+            caplog.at_level(logging.INFO, logger="httpx"),
+            pytest.raises(ServiceError, match="Telegram sendMessage refused: 401 Unauthorized"),
+        ):
             send("telegram", wrong, ALERT)
         assert f"{api.url}/bot<redacted>/sendMessage" in caplog.text  # the request's line was logged
         assert "revoked" not in caplog.text and TOKEN.split(":")[1] not in caplog.text
