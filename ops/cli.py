@@ -215,6 +215,34 @@ def slice_command(
 
 @main.command()
 @project_dir_option
+@click.option("--dry-run", is_flag=True, help="Show which services would start or be recreated, and why; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before deploying.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds the services have to become healthy (each way).")
+def deploy(project_dir: Path, dry_run: bool, yes: bool, as_json: bool, timeout: float) -> None:
+    """Bring the running stack to the project's files, health-gated; roll back and exit 1 if health fails."""
+    from ops.deploy import check_timeout, deploy_text, run_deploy
+    from ops.interrupts import Interrupted
+
+    settings = load_settings(project_dir)
+    check_timeout(timeout)
+    if not (yes or dry_run):
+        click.echo(deploy_text(run_deploy(settings, dry_run=True)))
+        click.confirm("deploy?", abort=True)
+    try:
+        report = run_deploy(settings, dry_run=dry_run, timeout=timeout)
+    except Interrupted as exc:  # the lock is released and the journal says interrupted by now
+        click.echo(f"error: deploy: {exc}; see the journal (.ops/deploys holds the previous files)", err=True)
+        sys.exit(exc.exit_code)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(deploy_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@project_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(project_dir: Path, as_json: bool) -> None:
     """Each slice's latest operation, from the journal."""

@@ -40,7 +40,7 @@ import pwd
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -268,6 +268,42 @@ def _pg(runtime: Runtime, program: str, *args: str, stdin: IO[bytes] | None = No
         raise ServiceError(f"{program} failed: {reason}")
 
 
+def save_files(project: Path, names: Iterable[str], target: Path) -> tuple[dict[str, bool], dict[str, int]]:
+    """Given the project, file names relative to it and a directory, copy each existing file under target
+    (private: 0600 files, 0700 directories); return which existed and each one's own mode (restore_files
+    gives it back)."""
+    present: dict[str, bool] = {}
+    modes: dict[str, int] = {}
+    for name in names:
+        source = project / name
+        present[name] = source.exists()
+        if source.exists():
+            modes[name] = source.stat().st_mode & 0o777  # the copy is 0600; a restore gives this back
+            _private_copy(source, target / name)
+    return present, modes
+
+
+def restore_files(project: Path, present: dict[str, bool], modes: dict[str, Any], source: Path) -> tuple[list[str], list[str]]:
+    """Given the project and what save_files returned for source, put each file back as it was saved: copied
+    back with its own mode, or removed when it did not exist; return (restored, removed) names. A file
+    already equal to its saved copy is left alone (and not named)."""
+    restored, removed = [], []
+    for name, existed in present.items():
+        target = project / name
+        if existed:
+            if target.exists() and target.read_bytes() == (source / name).read_bytes():
+                continue
+            mode = modes.get(name) or (target.stat().st_mode & 0o777 if target.exists() else 0o644)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target)
+            target.chmod(mode)  # the file's own mode, not its private copy's 0600
+            restored.append(name)
+        elif target.exists():
+            target.unlink()
+            removed.append(name)
+    return restored, removed
+
+
 def _dump(runtime: Runtime, database: str, target: Path) -> None:
     _private_dir(target.parent)
     with open(target, "wb", opener=lambda path, flags: os.open(path, flags, 0o600)) as out:
@@ -289,12 +325,7 @@ def take_snapshot(runtime: Runtime, plan: Plan, action: str) -> Path:
         _private_dir(partial)
         _private_dir(partial / "files")
         state: dict[str, Any] = {"slice": plan.number, "files": {}, "modes": {}, "databases": {}, "containers": {}}
-        for name in plan.files:
-            source = runtime.settings.project_dir / name
-            state["files"][name] = source.exists()
-            if source.exists():
-                state["modes"][name] = source.stat().st_mode & 0o777  # the copy is 0600; a restore gives this back
-                _private_copy(source, partial / "files" / name)
+        state["files"], state["modes"] = save_files(runtime.settings.project_dir, plan.files, partial / "files")
         for database in plan.databases:
             exists = _database_exists(runtime.psql, database)
             state["databases"][database] = exists
@@ -516,12 +547,18 @@ def check_ops_dirs(settings: Settings, number: int) -> None:
     Raise OpsError naming the first one it cannot (another user's, after `sudo make slice-N`), with the fix.
     Run before anything changes, so an apply never fails after a verify that passed.
     """
-    uid = os.geteuid()
     ops_dir = settings.project_dir / ".ops"
     applied = ops_dir / "applied" / f"slice{number:02d}"
-    paths = [ops_dir, settings.snapshots_dir, ops_dir / "applied", applied]
+    require_writable_dirs(settings, [ops_dir, settings.snapshots_dir, ops_dir / "applied", applied])
+
+
+def require_writable_dirs(settings: Settings, paths: list[Path]) -> None:
+    """Given .ops directories an operation writes (and so the directories under the last one), check this
+    user can write and chmod each. Raise OpsError naming the first it cannot, with the fix (see check_ops_dirs)."""
+    uid = os.geteuid()
+    ops_dir = settings.project_dir / ".ops"
     with contextlib.suppress(OSError):
-        paths += sorted(p for p in applied.rglob("*") if p.is_dir())
+        paths = [*paths, *sorted(p for p in paths[-1].rglob("*") if p.is_dir())]
     for path in paths:
         try:
             info = path.stat()
@@ -556,8 +593,9 @@ class _Row:
 
 
 @contextlib.contextmanager
-def _journaled(journal: Journal, number: int, action: str, plan_hash: str = "", resume: str = "") -> Iterator[_Row]:
-    """Journal an operation as running; if it ends without a recorded outcome, record interrupted or failed."""
+def _journaled(journal: Journal, number: int | None, action: str, plan_hash: str = "", resume: str = "") -> Iterator[_Row]:
+    """Journal an operation (of slice number; None: of the whole stack, `ops deploy`) as running; if it ends
+    without a recorded outcome, record interrupted or failed."""
     row = _Row(journal, journal.start(number, action, plan_hash))
     try:
         yield row
@@ -755,13 +793,7 @@ def _record_applied(settings: Settings, plan: Plan, snapshot: str | None) -> Non
     _private_dir(directory.parent)
     _private_dir(directory)
     _private_dir(directory / "files")
-    present, modes = {}, {}
-    for name in plan.files:
-        source = settings.project_dir / name
-        present[name] = source.exists()
-        if source.exists():
-            modes[name] = source.stat().st_mode & 0o777
-            _private_copy(source, directory / "files" / name)
+    present, modes = save_files(settings.project_dir, plan.files, directory / "files")
     state = {"files": present, "modes": modes, "digest": plan.files_digest, "snapshot": snapshot}
     _private_text(directory / "state.json", json.dumps(state))
 
@@ -790,18 +822,9 @@ def _rollback_to(runtime: Runtime, plan: Plan, snapshot: Path, files_from: Path 
         elif _database_exists(psql, database):
             psql.query("SELECT format('DROP DATABASE %I WITH (FORCE)', :'db') \\gexec", db=database)
             report.steps.append(f"dropped database {database} (saved in {saved.name})")
-    for name, existed in files_state.items():
-        target = project / name
-        if existed:
-            if target.exists() and target.read_bytes() == (files_dir / name).read_bytes():
-                continue
-            mode = modes.get(name) or (target.stat().st_mode & 0o777 if target.exists() else 0o644)
-            shutil.copy2(files_dir / name, target)
-            target.chmod(mode)  # the file's own mode, not its private copy's 0600
-            report.steps.append(f"restored {name}" + (" (last verified version)" if files_from else ""))
-        elif target.exists():
-            target.unlink()
-            report.steps.append(f"removed {name} (saved in {saved.name})")
+    restored, removed = restore_files(project, files_state, modes, files_dir)
+    report.steps += [f"restored {name}" + (" (last verified version)" if files_from else "") for name in restored]
+    report.steps += [f"removed {name} (saved in {saved.name})" for name in removed]
     module = get_slice(plan.number)
     if hasattr(module, "install"):  # what the slice installs outside the project follows its restored files
         report.steps += module.install(runtime.settings)
