@@ -76,6 +76,8 @@ def secrets_init(project_dir: Path, dry_run: bool) -> None:
     values = init_secrets(settings.env_example, settings.env_file, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
     click.echo(f"{verb} {settings.env_file} (mode 600) with {len(values)} generated secrets")
+    if not dry_run and (settings.project_dir / ".env").is_symlink():
+        click.echo(".env links to it: plain `docker compose` in this directory uses vps.env and docker-compose.vps.yml")
     click.echo("next: set the domains, ACME_EMAIL and your provider keys in it, then run `ops doctor`")
 
 
@@ -289,6 +291,22 @@ def lock_break(project_dir: Path, yes: bool) -> None:
 
     held = break_lock(engine.Runtime.for_settings(load_settings(project_dir)).psql)
     click.echo(f"removed the lock held by {held}" if held else "the lock was free")
+
+
+@main.group()
+def profile() -> None:
+    """Optional parts of the stack (COMPOSE_PROFILES in vps.env)."""
+
+
+@profile.command("disable")
+@project_dir_option
+@click.argument("name")
+def profile_disable(project_dir: Path, name: str) -> None:
+    """Drop a profile from COMPOSE_PROFILES and stop and remove its services' containers (volumes kept)."""
+    from ops.profiles import disable_profile
+
+    changes = disable_profile(load_settings(project_dir), name)
+    click.echo("\n".join(changes) if changes else f"profile {name} is off and none of its services runs")
 
 
 @main.command()

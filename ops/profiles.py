@@ -4,6 +4,10 @@ Compose reads COMPOSE_PROFILES from the --env-file ops passes it (vps.env), so a
 profile turned on here holds for every later `ops` and `docker compose` command.
 The observer (profile ``events``) needs the truth repository: started without
 it, it exits and restart-loops, so its profile goes on once the repository exists.
+
+Turning a profile off is not enough for compose: `up --remove-orphans` keeps the
+containers of a profile that is off running, since their services are still in
+the compose file (tried on Compose 2.40.3); ``disable_profile`` stops them by name.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ops.config import Settings
 from ops.envfile import format_env_value, parse_env_text
 from ops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ops.stack import Service
 
 EVENTS = "events"
 _PROFILES_LINE = re.compile(r"^\s*(?:export\s+)?COMPOSE_PROFILES\s*=.*$", re.M)
@@ -42,13 +51,21 @@ def enable_profile(settings: Settings, profile: str) -> list[str]:
     """
     if profile in settings.profiles:
         return []
+    return _write_profiles(settings, lambda profiles: [*profiles, profile])
+
+
+def _write_profiles(settings: Settings, change: Callable[[list[str]], list[str]]) -> list[str]:
+    """Given Settings, set COMPOSE_PROFILES in vps.env to change(its profiles); return the change, said in one line.
+
+    Raise ConfigError if vps.env cannot be read or written.
+    """
     path = settings.env_file.resolve()  # a symlinked vps.env: write its target, keep the link
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     current = parse_env_text(text, str(path)).get("COMPOSE_PROFILES", "")
-    profiles = [p.strip() for p in current.split(",") if p.strip()] + [profile]
+    profiles = change([p.strip() for p in current.split(",") if p.strip()])
     line = f"COMPOSE_PROFILES={format_env_value(','.join(profiles))}"
     if _PROFILES_LINE.search(text):
         # compose takes the last definition: set every one, so none left behind turns the profile off again
@@ -91,3 +108,48 @@ def enable_events_when_ready(settings: Settings) -> list[str]:
     if not is_git_work_tree(truth_repo(settings)):
         return []
     return enable_profile(settings, EVENTS)
+
+
+def disable_profile(settings: Settings, profile: str) -> list[str]:
+    """Given Settings and a profile, drop it from COMPOSE_PROFILES in vps.env and stop its services; return changes.
+
+    A profile already off is not an error: its services still running are stopped (after a hand edit of
+    vps.env and an `up --remove-orphans`, which leaves them). Raise ConfigError if no service of the stack
+    has that profile or vps.env cannot be written, ServiceError if Docker fails.
+    """
+    from ops.config import load_settings
+
+    known = {p for service in _services(settings) for p in service.profiles}
+    if profile not in known:
+        raise ConfigError(f"no service has profile {profile!r}; the stack's profiles are: {', '.join(sorted(known)) or 'none'}")
+    changes: list[str] = []
+    if profile in settings.profiles:
+        changes = _write_profiles(settings, lambda profiles: [p for p in profiles if p != profile])
+        settings = load_settings(settings.project_dir)
+    return changes + stop_disabled_services(settings)
+
+
+def stop_disabled_services(settings: Settings) -> list[str]:
+    """Given Settings, stop and remove the containers of services whose profiles are all off; return one line each.
+
+    Their volumes are kept. Raise ServiceError if Docker fails.
+    """
+    from ops.runtime.compose import Compose
+
+    compose = Compose.for_settings(settings)
+    running = compose.ps()
+    off = [s.name for s in _services(settings) if s.profiles and not s.enabled_with(settings.profiles) and s.name in running]
+    compose.stop_and_remove(off)
+    return [f"stopped and removed {name} (profile {', '.join(_profiles_of(settings, name))} is off)" for name in off]
+
+
+def _services(settings: Settings) -> list[Service]:
+    """Given Settings, return the stack's services, the overrides' merged in."""
+    from ops.memory import merged_services
+    from ops.stack import load_stack
+
+    return merged_services(load_stack(settings.compose_file), settings.compose_overrides)
+
+
+def _profiles_of(settings: Settings, name: str) -> tuple[str, ...]:
+    return next(s.profiles for s in _services(settings) if s.name == name)

@@ -7,6 +7,7 @@ command that touches the stack use to refuse placeholder or weak secrets.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -173,8 +174,34 @@ def render_env(example_text: str, values: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Plain `docker compose` in the project directory reads .env there (COMPOSE_FILE, COMPOSE_PROFILES,
+# COMPOSE_PROJECT_NAME and the variables; source: docs.docker.com, compose envvars and "Interpolation"):
+# .env is a link to vps.env, so both stay one file. COMPOSE_ENV_FILES would not do: compose reads it from
+# the process environment only, not from .env (tried on Compose 2.40.3).
+DOTENV = ".env"
+PLAIN_COMPOSE = {"COMPOSE_FILE": "docker-compose.vps.yml"}
+
+
+def link_dotenv(target: Path) -> bool:
+    """Given vps.env, make .env beside it a relative link to it; return True if .env is that link afterwards.
+
+    An .env that is something else (a file of the user's) is left as it is: False. Raise ConfigError if
+    the link cannot be made.
+    """
+    dotenv = target.parent / DOTENV
+    if dotenv.is_symlink() and os.readlink(dotenv) == target.name:
+        return True
+    if dotenv.exists() or dotenv.is_symlink():
+        return False
+    try:
+        dotenv.symlink_to(target.name)
+    except OSError as exc:
+        raise ConfigError(f"cannot link {dotenv} to {target.name}: {exc.strerror}") from exc
+    return True
+
+
 def init_secrets(example: Path, target: Path, dry_run: bool = False) -> dict[str, str]:
-    """Write target (vps.env, mode 600) from example with every secret generated.
+    """Write target (vps.env, mode 600) from example with every secret generated, and link .env to it.
 
     Return the generated values. Raise ConfigError if target exists (it is
     never overwritten) or the example is unreadable or lacks a secret.
@@ -189,6 +216,7 @@ def init_secrets(example: Path, target: Path, dry_run: bool = False) -> dict[str
     text = render_env(example_text, values)
     if not dry_run:
         write_private_file(target, text)
+        link_dotenv(target)
     return values
 
 
@@ -199,6 +227,7 @@ def add_missing_secrets(target: Path, dry_run: bool = False) -> list[str]:
     already there, even a placeholder, is left as it is: changing a live password or encryption key
     would lock services out of their data. A missing derived secret (BASIC_AUTH_HASH) is derived from
     its source, the existing one if there is one. The file is replaced atomically and stays mode 600.
+    What plain `docker compose` needs is added too: COMPOSE_FILE when missing, and the .env link.
     Raise ConfigError if target does not exist or cannot be parsed.
     """
     if not target.exists():
@@ -211,6 +240,9 @@ def add_missing_secrets(target: Path, dry_run: bool = False) -> list[str]:
     for name, (source, derive) in DERIVED.items():
         if name not in env:
             added[name] = derive(env.get(source) or added.get(source) or fresh[source])
+    added.update({name: value for name, value in PLAIN_COMPOSE.items() if name not in env})
+    if not dry_run:
+        link_dotenv(target)
     if added and not dry_run:
         lines = [f"{name}={format_env_value(value)}" for name, value in added.items()]
         stamp = f"# added by `ops secrets add-missing` on {time.strftime('%Y-%m-%d')}"

@@ -331,6 +331,10 @@ class LiteLLMServer(_Service):
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no network for the price map
             "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
             "LITELLM_TELEMETRY": "False",
+            # not DEV: LiteLLM then skips load_dotenv(), which walks up from its package in .venv to the project's
+            # .env (a link to vps.env) and would add the VM's keys and LANGFUSE_HOST to this process
+            # (source: litellm __init__.py and proxy/proxy_cli.py, `if LITELLM_MODE == "DEV": load_dotenv()`)
+            "LITELLM_MODE": "PRODUCTION",
             # the config's tracing callback (aistack_langfuse.exporter) is imported from here, as in the container
             "PYTHONPATH": str(CALLBACKS_DIR),
             **self.env,
