@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +168,18 @@ def code(project_dir: Path, task: str, model: str | None, dry_run: bool, once: b
 @click.option("--dry-run", is_flag=True, help="With --apply: plan only, change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask before --apply or --rollback.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--identity", metavar="FILE", help="Slice 10: the age identity its drill decrypts with (- reads stdin); it stays off the VM."
+)
 def slice_command(
-    project_dir: Path, number: int | None, list_only: bool, action: str, dry_run: bool, yes: bool, as_json: bool
+    project_dir: Path,
+    number: int | None,
+    list_only: bool,
+    action: str,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    identity: str | None,
 ) -> None:
     """Plan, apply, verify or roll back slice NUMBER of the plan; exit 1 if it fails."""
     from ops.slices import get_slice, registered
@@ -188,7 +201,13 @@ def slice_command(
     from ops.interrupts import Interrupted
     from ops.slices import engine
 
-    runtime = engine.Runtime.for_settings(load_settings(project_dir))
+    if identity == "-" and action in ("apply", "rollback") and not (yes or dry_run):
+        raise click.UsageError("--identity - reads stdin: add --yes")
+    settings = load_settings(project_dir)
+    key = click.get_current_context().with_resource(_identity(identity))  # stdin's copy lives until the command ends
+    if key is not None:  # slice 10's drill decrypts with it; vps.env holds only the recipients
+        settings = dataclasses.replace(settings, env={**settings.env, "OPS_BACKUP_AGE_IDENTITY": str(key)})
+    runtime = engine.Runtime.for_settings(settings)
     if action == "rollback" and not yes:
         click.confirm(engine.rollback_warning(runtime.settings, number), abort=True)
     elif action == "apply" and not (yes or dry_run):
@@ -353,16 +372,37 @@ def _safe_settings(project_dir: Path) -> Any:
     return settings
 
 
-def _backup_context(project_dir: Path) -> Any:
-    from ops.backup.context import backup_context
+def _backup_context(project_dir: Path, identity: Path | None = None) -> Any:
+    from ops.backup.context import backup_context, with_identity
 
-    return backup_context(_safe_settings(project_dir))
+    return with_identity(backup_context(_safe_settings(project_dir)), identity)
+
+
+identity_option = click.option(
+    "--identity",
+    metavar="FILE",
+    help="The age identity that decrypts the backups, given at run time so it stays off the VM; - reads it from stdin.",
+)
+
+
+@contextlib.contextmanager
+def _identity(given: str | None) -> Iterator[Path | None]:
+    """Yield the identity file --identity names (stdin's copy in memory for -, removed after), or None."""
+    if not given:
+        yield None
+        return
+    from ops.backup.identity import identity_file
+
+    with identity_file(given, sys.stdin.buffer) as path:
+        yield path
 
 
 @backup.command("run")
 @project_dir_option
 @click.option("--schedule", type=click.Choice(["daily", "weekly", "manual"]), default="manual", show_default=True)
-@click.option("--source", "sources", multiple=True, help="Only this source (repeatable): postgres, qdrant, volumes, git.")
+@click.option(
+    "--source", "sources", multiple=True, help="Only this source (repeatable): postgres, qdrant, volumes, git, secrets, state."
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be backed up; touch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def backup_run(project_dir: Path, schedule: str, sources: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
@@ -399,12 +439,14 @@ def backup_list(project_dir: Path, as_json: bool) -> None:
 @backup.command("verify")
 @project_dir_option
 @click.argument("backup_id", required=False)
+@identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def backup_verify(project_dir: Path, backup_id: str | None, as_json: bool) -> None:
+def backup_verify(project_dir: Path, backup_id: str | None, identity: str | None, as_json: bool) -> None:
     """Check every object of a backup (default: the newest): size, sha256, and that it decodes; exit 1 if not."""
     from ops.backup.verify import run_verify
 
-    report = run_verify(_backup_context(project_dir), backup_id)
+    with _identity(identity) as key:
+        report = run_verify(_backup_context(project_dir, key), backup_id)
     if as_json:
         _emit(report.to_dict())
     else:
@@ -422,15 +464,24 @@ def backup_verify(project_dir: Path, backup_id: str | None, as_json: bool) -> No
 @click.option("--into", type=click.Choice(["scratch", "live"]), default="scratch", show_default=True)
 @click.option("--yes", is_flag=True, help="Confirm a live restore (it replaces data, after a safety backup).")
 @click.option("--dry-run", is_flag=True, help="Say what would be restored.")
+@identity_option
 def backup_restore(
-    project_dir: Path, backup_id: str, source: str | None, name: str | None, into: str, yes: bool, dry_run: bool
+    project_dir: Path,
+    backup_id: str,
+    source: str | None,
+    name: str | None,
+    into: str,
+    yes: bool,
+    dry_run: bool,
+    identity: str | None,
 ) -> None:
     """Restore a backup beside the live data (scratch) or over it (live, after a safety backup)."""
     from ops.backup.restore import run_restore
 
     if into == "live" and not yes and not dry_run:
         raise click.UsageError("a live restore replaces data: add --yes (a pre-restore backup is taken first)")
-    report = run_restore(_backup_context(project_dir), backup_id, source, name, into, dry_run)
+    with _identity(identity) as key:
+        report = run_restore(_backup_context(project_dir, key), backup_id, source, name, into, dry_run)
     if report.safety_backup:
         click.echo(f"safety backup of the replaced data: {report.safety_backup}")
     for line in report.restored:
@@ -461,12 +512,14 @@ def backup_prune(project_dir: Path, dry_run: bool, as_json: bool) -> None:
 @project_dir_option
 @click.argument("backup_id", required=False)
 @click.option("--keep", is_flag=True, help="Keep the scratch databases for inspection.")
+@identity_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, as_json: bool) -> None:
+def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, identity: str | None, as_json: bool) -> None:
     """Restore the newest backup into scratch databases and compare every table; exit 1 on a difference."""
     from ops.backup.drill import run_drill
 
-    report = run_drill(_backup_context(project_dir), backup_id, keep)
+    with _identity(identity) as key:
+        report = run_drill(_backup_context(project_dir, key), backup_id, keep)
     if as_json:
         _emit(report.to_dict())
     else:
@@ -481,6 +534,50 @@ def backup_drill(project_dir: Path, backup_id: str | None, keep: bool, as_json: 
             f"{verdict}: drill of {report.run_id}: {report.databases} databases, {same}/{len(report.tables)} tables identical"
         )
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@project_dir_option
+@click.option("--backup", "backup_id", help="The backup to recover (default: the newest complete one with Postgres).")
+@identity_option
+@click.option("--service", "services", multiple=True, help="Start and health-gate only this service (repeatable).")
+@click.option("--yes", is_flag=True, help="Do not ask before recovering.")
+@click.option("--dry-run", is_flag=True, help="Say which backup and objects it would restore; touch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report (phases and their seconds) as JSON.")
+def recover(
+    project_dir: Path,
+    backup_id: str | None,
+    identity: str | None,
+    services: tuple[str, ...],
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """The whole stack back on an empty host from GCS: vps.env, volumes, databases, Qdrant, git, .ops; then up."""
+    import logging
+
+    from ops.recover import run_recover
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("urllib3", "google", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not (yes or dry_run):
+        if identity == "-":
+            raise click.UsageError("--identity - reads stdin: add --yes")
+        click.confirm(f"recover the stack into {project_dir.resolve()} from the backups?", abort=True)
+    with _identity(identity) as key:
+        report = run_recover(load_settings(project_dir), backup_id, key, services, dry_run)
+    if as_json:
+        _emit(report.to_dict())
+        return
+    if dry_run:
+        click.echo(f"would recover backup {report.backup_id} (volumes from {report.volumes_backup or 'none'}):")
+        for line in report.planned:
+            click.echo(f"  {line}")
+        return
+    for phase in report.phases:
+        click.echo(f"{phase.seconds:7.1f} s  {phase.name}: {'; '.join(phase.detail)}")
+    click.echo(f"recovered backup {report.backup_id} in {report.seconds:.0f} s")
 
 
 @main.group()

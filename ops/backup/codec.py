@@ -54,10 +54,11 @@ class Codec:
         if encrypted:
             if self.identity is None:
                 raise ConfigError(
-                    "this backup is encrypted: set OPS_BACKUP_AGE_IDENTITY to the age identity file (see docs/RUNBOOK.md)"
+                    "this backup is encrypted: give its age identity at run time with --identity FILE (- reads stdin;"
+                    " off the VM you may set OPS_BACKUP_AGE_IDENTITY instead), see docs/BACKUPS.md"
                 )
             if not self.identity.is_file():
-                raise ConfigError(f"OPS_BACKUP_AGE_IDENTITY: {self.identity} does not exist")
+                raise ConfigError(f"the age identity {self.identity} does not exist (--identity or OPS_BACKUP_AGE_IDENTITY)")
             stages.append(Command((_tool("age"), "-d", "-i", str(self.identity))))
         stages.append(Command((_tool("zstd"), "-q", "-d", "-c")))
         return stages

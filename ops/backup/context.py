@@ -8,12 +8,13 @@ Postgres programs at a server on this machine instead (local mode, tests).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from ops import tools
+from ops import keyguard, tools
 from ops.backup.codec import Codec
 from ops.backup.gcs import Bucket
 from ops.backup.pipeline import Command
@@ -70,6 +71,8 @@ class BackupContext:
     project_dir: Path
     deadline_seconds: int = 10800  # a backup, restore or drill still running then is stopped, every stage killed
     lock_wait_seconds: int = 600  # pg_dump --lock-wait-timeout: a table locked longer fails the dump
+    # the guarded keys' fingerprints (ops.keyguard), never the keys: recorded with the data at each backup
+    key_fingerprints: tuple[tuple[str, str], ...] = ()
     host: str = field(default_factory=socket.gethostname)
 
     def object_name(self, run_id: str, *parts: str) -> str:
@@ -95,6 +98,13 @@ def postgres_access(settings: Settings) -> PostgresAccess:
     from ops.runtime.compose import Compose
 
     return PostgresAccess(tuple(Compose.for_settings(settings).argv("exec", "-T", "postgres")))
+
+
+def with_identity(ctx: BackupContext, identity: Path | None) -> BackupContext:
+    """Given a context and the age identity given at run time (--identity; None: as configured), return the context using it."""
+    if identity is None:
+        return ctx
+    return dataclasses.replace(ctx, codec=dataclasses.replace(ctx.codec, identity=identity))
 
 
 def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupContext:
@@ -133,4 +143,5 @@ def backup_context(settings: Settings, bucket: Bucket | None = None) -> BackupCo
         project_dir=settings.project_dir,
         deadline_seconds=_positive(env, "OPS_BACKUP_DEADLINE_SECONDS", 10800),
         lock_wait_seconds=_positive(env, "OPS_BACKUP_LOCK_WAIT_SECONDS", 600),
+        key_fingerprints=tuple(keyguard.fingerprints(settings.env).items()),
     )

@@ -55,7 +55,7 @@ def feeder(ctx: BackupContext, manifest: Manifest, entry: Entry, deadline: float
         except PipelineError as exc:
             if "no identity matched" in str(exc):
                 raise ConfigError(
-                    f"OPS_BACKUP_AGE_IDENTITY ({ctx.codec.identity}) cannot decrypt backup {manifest.run_id}: it was "
+                    f"the age identity {ctx.codec.identity} cannot decrypt backup {manifest.run_id}: it was "
                     f"encrypted to {', '.join(manifest.recipients)}; use the identity of one of those"
                 ) from exc
             raise

@@ -29,6 +29,7 @@ from ops.backup.context import BackupContext
 from ops.backup.manifest import MANIFEST, Entry, Manifest, new_run_id
 from ops.backup.pipeline import DeadlineExceeded, Producer, stream
 from ops.backup.sources import for_schedule, get_source
+from ops.backup.sources import secrets as secrets_source
 from ops.backup.sources import volumes as volumes_source
 from ops.errors import OpsError
 from ops.notify import Notice, NotifyConfig, notify
@@ -103,6 +104,9 @@ def run_backup(ctx: BackupContext, schedule: str = "daily", sources: list[str] |
     if schedule not in SCHEDULES:
         raise OpsError(f"unknown schedule {schedule!r}: one of {', '.join(SCHEDULES)}")
     names = sources or for_schedule(schedule if schedule in SCHEDULED else "daily")
+    if not sources and not ctx.codec.encrypted and secrets_source.NAME in names:
+        names = [n for n in names if n != secrets_source.NAME]  # asked for by name, it refuses (never in clear)
+        log.warning("%s", secrets_source.refusal())
     modules = [get_source(n) for n in names]
     run_id = new_run_id(schedule)
     report = RunReport(run_id, schedule, dry_run=dry_run, planned=names)

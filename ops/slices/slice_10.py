@@ -6,7 +6,9 @@ runs the daily backup job the way cron runs it (its command line from the
 installed file, through its SHELL, with only cron's environment: no
 SUDO_UID, no operator's variables), checks its objects appear in the bucket
 with a manifest, and drills it (restore into scratch databases, every
-table identical).
+table identical). The drill decrypts with the identity given at run time
+(`ops slice 10 --apply --identity FILE`, or `-` for stdin): vps.env holds
+only the recipients, and the crontab runs no drill (the identity stays off the VM).
 """
 
 from __future__ import annotations

@@ -86,10 +86,11 @@ def test_slice_10_installs_the_jobs_and_verifies_a_backup_and_a_drill_on_the_sta
     checks = ["jobs installed", "backup runs as cron runs it", "files appear in GCS", "restore test succeeds"]
     assert [c.name for c in applied.checks] == checks
     assert f"installed {cron}" in applied.changed
-    assert "30 5  *   *   0   root flock" in cron.read_text()
+    assert "30 3  *   *   0   root flock" in cron.read_text()
+    assert "backup drill >>" not in cron.read_text()  # it decrypts: the identity stays off the VM
     listed = subprocess.run([*OPS, "backup", "list", "--json", "--project-dir", str(project.dir)], capture_output=True, text=True)
     sources = json.loads(listed.stdout)["backups"][-1]["sources"]
-    assert sources == ["git", "postgres", "qdrant"]
+    assert sources == ["git", "postgres", "qdrant", "state"]  # .ops/ (the slice's snapshot); vps.env only when encrypted
 
 
 def test_a_live_volume_restore_replaces_the_files_and_a_volume_it_creates_is_backed_up_later(

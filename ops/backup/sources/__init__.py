@@ -19,7 +19,7 @@ from types import ModuleType
 
 from ops.errors import OpsError
 
-NAMES = ("postgres", "qdrant", "volumes", "git")
+NAMES = ("postgres", "qdrant", "volumes", "git", "secrets", "state")
 SOURCES: dict[str, ModuleType] = {name: importlib.import_module(f"ops.backup.sources.{name}") for name in NAMES}
 
 
@@ -31,5 +31,5 @@ def get_source(name: str) -> ModuleType:
 
 
 def for_schedule(schedule: str) -> list[str]:
-    """Return the sources a scheduled run takes (daily: postgres, qdrant, git; weekly: volumes)."""
+    """Return the sources a scheduled run takes (daily: postgres, qdrant, git, secrets, state; weekly: volumes)."""
     return [name for name, module in SOURCES.items() if schedule == module.SCHEDULE]

@@ -54,9 +54,14 @@ def backup(ctx: BackupContext, emit: Emit) -> None:
 
 
 def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
-    """Clone the bundle into <project>/.ops/restore/git-<run>; never over the working repository."""
+    """Clone the bundle into <project>/.ops/restore/git-<run> (scratch), or, live, into the repository's path
+    when it does not exist (a new host: `ops recover`). Raise ConfigError for a live restore over a repository."""
     if into == "live":
-        raise ConfigError("git is restored beside the repository only (--into scratch); then fetch from it")
+        if ctx.git_repo.exists() and any(ctx.git_repo.iterdir()):
+            raise ConfigError(
+                f"{ctx.git_repo} exists: git is restored beside the repository (--into scratch); then fetch from it"
+            )
+        return _restore_new(ctx, entry, feed)
     run_id = entry.object.split("/")[-3]
     target = ctx.project_dir / ".ops" / "restore" / f"git-{run_id}"
     if target.exists():
@@ -72,3 +77,21 @@ def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
     finally:
         bundle.unlink(missing_ok=True)
     return f"repository restored as a mirror clone in {target}"
+
+
+def _restore_new(ctx: BackupContext, entry: Entry, feed: Feed) -> str:
+    """Clone the bundle as the repository itself, every ref of it as it was (branches, tags, remote-tracking)."""
+    repo = ctx.git_repo
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    bundle = repo.parent / f".{repo.name}-restore.bundle"
+    feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
+    try:
+        clone = ["git", "clone", "--quiet", "--origin", "ops-bundle", str(bundle), str(repo)]
+        subprocess.run(clone, check=True, capture_output=True)
+        _git(repo, "fetch", "--quiet", "--update-head-ok", str(bundle), "+refs/*:refs/*")
+        _git(repo, "remote", "remove", "ops-bundle")  # the bundle file goes; the observer's remote is in vps.env
+    except subprocess.CalledProcessError as exc:
+        raise OpsError(f"cloning the bundle into {repo} failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+    finally:
+        bundle.unlink(missing_ok=True)
+    return f"repository restored into {repo} ({entry.meta.get('refs', '?')} refs)"

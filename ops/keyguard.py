@@ -1,0 +1,95 @@
+"""The key guard: which encryption keys the stack's data was written with, never the keys themselves.
+
+n8n encrypts its stored credentials with N8N_ENCRYPTION_KEY, LiteLLM its
+stored provider keys with LITELLM_SALT_KEY, Langfuse its LLM connections with
+LANGFUSE_ENCRYPTION_KEY. Data restored under a fresh key cannot be decrypted,
+and services started that way overwrite or lose it. So every backup records a
+fingerprint of each key (an HMAC-SHA256 with a fixed label: a stable, one-way
+name for the value) in the ``vps.env`` entry of its manifest and in a small
+table, ``ops_key_guard``, in the ``postgres`` database, which travels inside
+every Postgres dump. ``ops recover`` compares those, and n8n's own settings
+file in the n8n-data volume, with the vps.env it is about to start with, and
+refuses naming the key that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from ops.errors import ConfigError
+
+KEYS = ("N8N_ENCRYPTION_KEY", "LITELLM_SALT_KEY", "LANGFUSE_ENCRYPTION_KEY")
+LABEL = b"aistack key guard v1"
+TABLE = "ops_key_guard"  # in the postgres database
+CREATE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE}"
+    " (name text PRIMARY KEY, fingerprint text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+class KeyMismatch(ConfigError):
+    """The data was encrypted with another key than the one vps.env holds."""
+
+
+def fingerprint(value: str) -> str:
+    """Given a key's value, return its fingerprint: 16 hex characters of HMAC-SHA256 under a fixed label."""
+    return hmac.new(LABEL, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def fingerprints(env: dict[str, str]) -> dict[str, str]:
+    """Given vps.env's variables, return {key name: fingerprint} of each guarded key that is set."""
+    return {name: fingerprint(env[name]) for name in KEYS if env.get(name, "").strip()}
+
+
+def differing(recorded: dict[str, str], env: dict[str, str]) -> list[str]:
+    """Given recorded fingerprints and vps.env's variables, return the names of the keys whose value differs.
+
+    A key recorded but missing from env differs too; a key env has that nothing recorded does not.
+    """
+    now = fingerprints(env)
+    return [name for name in KEYS if name in recorded and recorded[name] != now.get(name)]
+
+
+def check(recorded: dict[str, str], env: dict[str, str], where: str) -> None:
+    """Raise KeyMismatch naming each guarded key of env that differs from what where recorded."""
+    names = differing(recorded, env)
+    if names:
+        raise KeyMismatch(
+            f"{', '.join(names)} in vps.env {'is not the key' if len(names) == 1 else 'are not the keys'} the data in {where}"
+            " was encrypted with: starting the services would leave it undecryptable; put the old vps.env back "
+            "(ops recover restores it from the backup when there is none)"
+        )
+
+
+def record_sql(values: dict[str, str], fingerprinted: bool = False) -> str:
+    """Given vps.env's variables (or, fingerprinted, their fingerprints), return the SQL recording them in the table."""
+    prints = values if fingerprinted else fingerprints(values)
+    # names and fingerprints are ours (KEYS, hex digits): nothing from outside reaches the SQL text
+    rows = ", ".join(f"('{name}', '{value}')" for name, value in prints.items() if name in KEYS and value.isalnum())
+    upsert = (
+        f"INSERT INTO {TABLE} (name, fingerprint) VALUES {rows} "
+        "ON CONFLICT (name) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()"
+        f" WHERE {TABLE}.fingerprint <> EXCLUDED.fingerprint"  # the same keys: the table unchanged
+    )
+    return f"{CREATE_SQL};\n{upsert};\n" if rows else f"{CREATE_SQL};\n"
+
+
+EXISTS_SQL = f"SELECT to_regclass('public.{TABLE}') IS NOT NULL"  # psql --csv prints t or f
+READ_SQL = f"SELECT name, fingerprint FROM {TABLE} ORDER BY name"
+
+
+def n8n_settings_key(text: str) -> str:
+    """Given n8n's settings file (``config`` in its user folder), return the encryptionKey it holds, or "".
+
+    n8n writes {"encryptionKey": "..."} there at first start and refuses to start when
+    N8N_ENCRYPTION_KEY differs from it (source: n8n-io/n8n packages/core/src/instance-settings/
+    instance-settings.ts, "Mismatching encryption keys").
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    key = data.get("encryptionKey", "") if isinstance(data, dict) else ""
+    return key if isinstance(key, str) else ""

@@ -1,0 +1,90 @@
+"""The secrets and state backup sources and the key guard's table, on real PostgreSQL, GCS emulator, age and tar."""
+
+# ruff: noqa: F811 - the fixtures are test_backup's, imported by name
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ops import keyguard
+from ops.backup import catalog
+from ops.backup.context import BackupContext
+from ops.backup.restore import run_restore
+from ops.backup.run import BackupFailed, run_backup
+from ops.config import load_settings
+from ops.envfile import read_env_file
+from ops.recover import _check_key_table
+from tests.integration.test_backup import age_keys, cluster, new_context, qdrant  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def test_vps_env_is_never_stored_in_clear(new_context: Callable[..., BackupContext]) -> None:
+    ctx = new_context()
+    assert "secrets" not in run_backup(ctx, "daily", dry_run=True).planned  # scheduled: left out, said in the log
+    with pytest.raises(
+        BackupFailed, match=r"vps.env is not backed up: backups are not encrypted.* set OPS_BACKUP_AGE_RECIPIENTS"
+    ):
+        run_backup(ctx, "manual", ["secrets"])
+    assert not [o for o in ctx.bucket.list(ctx.run_prefix()) if "secrets" in o.name]
+
+
+def test_vps_env_is_backed_up_encrypted_with_its_keys_fingerprints_and_restores_private(
+    new_context: Callable[..., BackupContext],
+    age_keys: tuple[str, Path, Path],
+) -> None:
+    recipient, identity, _ = age_keys
+    ctx = new_context(OPS_BACKUP_AGE_RECIPIENTS=recipient, OPS_BACKUP_AGE_IDENTITY=str(identity))
+    assert "secrets" in run_backup(ctx, "daily", dry_run=True).planned
+    env_file = ctx.project_dir / "vps.env"
+    env = read_env_file(env_file)
+
+    report = run_backup(ctx, "manual", ["secrets"])
+
+    (entry,) = report.entries
+    stored = b"".join(ctx.bucket.read(entry.object))
+    assert stored.startswith(b"age-encryption.org/v1") and env["N8N_ENCRYPTION_KEY"].encode() not in stored
+    assert entry.meta["keys"] == keyguard.fingerprints(env)
+    assert set(entry.meta["keys"]) == set(keyguard.KEYS)
+    run_restore(ctx, report.run_id)
+    copy = ctx.project_dir / ".ops" / "restore" / f"vps.env-{report.run_id}"
+    assert copy.read_bytes() == env_file.read_bytes() and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert not list(copy.parent.glob(".vps.env.restoring-*"))  # the staging file became the copy
+
+
+def test_ops_state_is_backed_up_without_locks_partial_snapshots_or_restores(new_context: Callable[..., BackupContext]) -> None:
+    ctx = new_context()
+    ops_dir = ctx.project_dir / ".ops"
+    for name in ("changes/cr-7.json", "snapshots/a/state.json", "snapshots/b.partial/state.json", "slices.lock",
+                 "restore/git-x/HEAD", "events/queue.tmp", "applied/slice04/Caddyfile"):  # fmt: skip
+        (ops_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (ops_dir / name).write_text(name)
+
+    report = run_backup(ctx, "manual", ["state"])
+    run_restore(ctx, report.run_id)
+
+    restored = ops_dir / "restore" / f"state-{report.run_id}" / ".ops"
+    files = sorted(str(p.relative_to(restored)) for p in restored.rglob("*") if p.is_file())
+    assert files == ["applied/slice04/Caddyfile", "changes/cr-7.json", "snapshots/a/state.json"]
+
+
+def test_the_keys_fingerprints_travel_in_the_dump_and_a_fresh_key_over_them_is_refused(
+    new_context: Callable[..., BackupContext],
+) -> None:
+    ctx = new_context()
+    env = read_env_file(ctx.project_dir / "vps.env")
+
+    report = run_backup(ctx, "manual", ["postgres"])
+
+    tables = catalog.load(ctx, report.run_id).select("postgres", "postgres.dump")[0].meta["tables"]
+    assert tables[f"public.{keyguard.TABLE}"][0] == "3"
+    settings = load_settings(ctx.project_dir)
+    _check_key_table(ctx, settings)  # the same keys: nothing to say
+    fresh = settings.env_file.read_text().replace(env["LITELLM_SALT_KEY"], "sk-" + "9" * 48)
+    settings.env_file.write_text(fresh)
+    with pytest.raises(keyguard.KeyMismatch, match=r"^LITELLM_SALT_KEY in vps.env is not the key .*\(table ops_key_guard\)"):
+        _check_key_table(ctx, load_settings(ctx.project_dir))

@@ -1,0 +1,176 @@
+"""ops recover's pure parts: the key guard, the identity given at run time, which backup it picks, its refusals."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from click.testing import CliRunner
+
+from ops import keyguard, recover
+from ops.backup import catalog
+from ops.backup.catalog import RunInfo
+from ops.backup.context import BackupContext
+from ops.backup.identity import identity_file
+from ops.backup.manifest import BackupNotFound, Entry, Manifest, new_run_id
+from ops.cli import main
+from ops.config import load_settings
+from ops.errors import ConfigError
+
+KEYS = {"N8N_ENCRYPTION_KEY": "a" * 64, "LITELLM_SALT_KEY": "sk-" + "b" * 48, "LANGFUSE_ENCRYPTION_KEY": "c" * 64}
+NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+def test_a_fingerprint_names_a_key_without_holding_it() -> None:
+    prints = keyguard.fingerprints({**KEYS, "OTHER": "x"})
+    assert set(prints) == set(KEYS)
+    for name, value in KEYS.items():
+        assert prints[name] == keyguard.fingerprint(value) and len(prints[name]) == 16
+        assert prints[name] not in value and value not in keyguard.record_sql(KEYS)
+    assert keyguard.fingerprint("a" * 64) != keyguard.fingerprint("a" * 63 + "b")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (KEYS, []),
+        ({**KEYS, "N8N_ENCRYPTION_KEY": "d" * 64}, ["N8N_ENCRYPTION_KEY"]),
+        ({k: v for k, v in KEYS.items() if k != "LANGFUSE_ENCRYPTION_KEY"}, ["LANGFUSE_ENCRYPTION_KEY"]),  # missing now
+        (
+            {**KEYS, "LITELLM_SALT_KEY": "sk-new", "LANGFUSE_ENCRYPTION_KEY": "e" * 64},
+            ["LITELLM_SALT_KEY", "LANGFUSE_ENCRYPTION_KEY"],
+        ),
+    ],
+)
+def test_the_guard_names_each_key_that_differs_from_the_recorded_one(env: dict[str, str], named: list[str]) -> None:
+    recorded = keyguard.fingerprints(KEYS)
+    assert keyguard.differing(recorded, env) == named
+    if named:
+        with pytest.raises(keyguard.KeyMismatch, match=", ".join(named) + " in vps.env"):
+            keyguard.check(recorded, env, "backup x")
+    else:
+        keyguard.check(recorded, env, "backup x")
+    keyguard.check({}, env, "an old backup")  # nothing recorded: nothing to refuse
+
+
+def test_n8ns_settings_file_gives_its_key() -> None:
+    assert keyguard.n8n_settings_key('{"encryptionKey": "k1"}') == "k1"
+    assert keyguard.n8n_settings_key("not json") == "" and keyguard.n8n_settings_key("[1]") == ""
+
+
+def test_an_identity_on_stdin_lives_in_a_private_file_only_while_the_command_runs() -> None:
+    key = b"# created: now\nAGE-SECRET-KEY-1QQQ\n"
+    with identity_file("-", io.BytesIO(key)) as path:
+        assert path.read_bytes() == key and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.exists()
+    with pytest.raises(ConfigError, match="stdin holds no age identity"), identity_file("-", io.BytesIO(b"nothing")):
+        pass
+    with pytest.raises(ConfigError, match="does not exist"), identity_file("/no/such/key", io.BytesIO()):
+        pass
+
+
+def run(days_ago: float, kind: str, sources: tuple[str, ...], failed: tuple[str, ...] = ()) -> RunInfo:
+    run_id = new_run_id(kind, NOW - timedelta(days=days_ago))
+    entries = [Entry(s, f"{s}.x", f"b/{run_id}/{s}/{s}.x.zst", 1, "0" * 64, 0.1) for s in sources if s not in failed]
+    manifest = Manifest(run_id, kind, "", entries=entries, sources=list(sources), failed={s: "broke" for s in failed})
+    return RunInfo(run_id, True, [e.object for e in entries], manifest=manifest)
+
+
+@pytest.mark.parametrize(
+    ("runs", "main_index", "volumes_index"),
+    [
+        ([run(8, "weekly", ("volumes",)), run(2, "weekly", ("volumes",)), run(1, "daily", ("postgres", "git"))], 2, 1),
+        ([run(1, "daily", ("postgres",)), run(0.5, "pre-restore", ("postgres",))], 0, None),  # a safety copy is no backup
+        ([run(2, "daily", ("postgres",)), run(1, "daily", ("postgres", "qdrant"), failed=("qdrant",))], 0, None),  # partial
+        ([run(9, "weekly", ("volumes",)), run(3, "daily", ("postgres",)), run(2.9, "weekly", ("volumes",))], 1, 2),  # nearest
+        ([run(1, "manual", ("postgres", "volumes"))], 0, 0),
+    ],
+)
+def test_recover_picks_the_newest_complete_backup_and_the_volumes_nearest_to_it(
+    monkeypatch: pytest.MonkeyPatch, runs: list[RunInfo], main_index: int, volumes_index: int | None
+) -> None:
+    monkeypatch.setattr(catalog, "runs", lambda ctx: runs)
+    main_run, volumes = recover.choose(cast(BackupContext, Ctx()), None)
+    assert main_run.run_id == runs[main_index].run_id
+    assert (volumes.run_id if volumes else None) == (runs[volumes_index].run_id if volumes_index is not None else None)
+
+
+def test_without_a_backup_holding_postgres_recover_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [run(1, "weekly", ("volumes",))])
+    with pytest.raises(BackupNotFound, match="no complete backup with postgres in gs://b/backups/"):
+        recover.choose(cast(BackupContext, Ctx()), None)
+
+
+class Bucket:
+    name = "b"
+
+
+class Ctx:
+    bucket = Bucket()
+
+    def run_prefix(self) -> str:
+        return "backups/"
+
+
+def test_recover_needs_the_bucket_and_asks_for_it(project: Path) -> None:
+    with pytest.raises(ConfigError, match="ops recover needs the bucket: OPS_BACKUP_BUCKET=<bucket>"):
+        recover.run_recover(load_settings(project))
+
+
+def test_an_encrypted_backup_without_an_identity_is_refused_before_anything(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encrypted = run(1, "daily", ("postgres", "secrets"))
+    assert encrypted.manifest is not None
+    encrypted.manifest.encrypted = True
+    monkeypatch.setenv("OPS_BACKUP_BUCKET", "b")
+    monkeypatch.setattr(recover, "backup_context", fake_context)
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [encrypted])
+    with pytest.raises(ConfigError, match="is encrypted: give its age identity with --identity FILE"):
+        recover.run_recover(load_settings(project))
+
+
+def test_a_backup_without_vps_env_on_a_host_without_one_is_refused(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_BACKUP_BUCKET", "b")
+    monkeypatch.setattr(recover, "backup_context", fake_context)
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [run(1, "daily", ("postgres",))])
+    with pytest.raises(ConfigError, match=r"holds no vps.env .* put the old vps.env in"):
+        recover.run_recover(load_settings(project))
+
+
+def test_a_fresh_vps_env_over_a_backups_keys_is_refused_naming_them(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = run(1, "daily", ("postgres", "secrets"))
+    assert old.manifest is not None
+    secrets = old.manifest.entries[1]
+    old.manifest.entries[1] = Entry(**{**secrets.__dict__, "meta": {"keys": keyguard.fingerprints(KEYS)}})
+    (project / "vps.env").write_text("".join(f"{k}={v}\n" for k, v in {**KEYS, "N8N_ENCRYPTION_KEY": "f" * 64}.items()))
+    monkeypatch.setenv("OPS_BACKUP_BUCKET", "b")
+    monkeypatch.setattr(recover, "backup_context", fake_context)
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [old])
+    with pytest.raises(keyguard.KeyMismatch, match=r"^N8N_ENCRYPTION_KEY in vps.env is not the key the data in backup "):
+        recover.run_recover(load_settings(project), dry_run=True)
+    (project / "vps.env").write_text("".join(f"{k}={v}\n" for k, v in KEYS.items()))
+    report = recover.run_recover(load_settings(project), dry_run=True)  # the old keys: recover goes ahead
+    assert report.planned == ["secrets/secrets.x", "postgres/postgres.x"]
+
+
+def fake_context(settings: Any) -> Any:
+    class Codec:
+        identity = None
+
+    class Context(Ctx):
+        codec = Codec()
+        deadline_seconds = 60
+
+    return Context()
+
+
+def test_the_cli_wants_yes_when_the_identity_comes_on_stdin(project: Path) -> None:
+    result = CliRunner().invoke(main, ["recover", "--identity", "-", "--project-dir", str(project)], input="x")
+    assert result.exit_code == 2 and "--identity - reads stdin: add --yes" in result.output
+    assert os.path.exists(project / "vps.env.example")
