@@ -78,6 +78,7 @@ class ServiceSpec:
     image: str
     built: bool  # has a build: section (the observer): rebuilt before it is started
     mounts: tuple[str, ...]  # tracked files it bind-mounts read-only, relative to the project
+    one_shot: bool = False  # restart "no": a job compose runs to completion on each up (postgres-init)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Running:
 @dataclass
 class ServiceAction:
     service: str
-    action: str  # start | recreate | rebuild | unchanged
+    action: str  # start | recreate | rebuild | run (a one-shot job) | unchanged
     reasons: list[str] = field(default_factory=list)
     force: bool = False  # recreated by force: compose would not notice (a mounted file, an image under the same tag)
 
@@ -117,7 +118,7 @@ class DeployPlan:
 
     @property
     def changing(self) -> list[str]:
-        return [a.service for a in self.services if a.action != "unchanged"]
+        return [a.service for a in self.services if a.action not in ("unchanged", "run")]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -201,7 +202,8 @@ def read_services(config: Any, project: Path) -> list[ServiceSpec]:
         for volume in spec.get("volumes") or []:
             if isinstance(volume, dict) and volume.get("type") == "bind" and volume.get("read_only"):
                 mounts += _files_under(project, Path(str(volume.get("source", ""))))
-        specs.append(ServiceSpec(name, image, "build" in spec, tuple(dict.fromkeys(mounts))))
+        one_shot = str(spec.get("restart") or "no") == "no"
+        specs.append(ServiceSpec(name, image, "build" in spec, tuple(dict.fromkeys(mounts)), one_shot))
     return specs
 
 
@@ -281,6 +283,9 @@ def decide(
     actions = []
     for spec in specs:
         container = running.get(spec.name)
+        if spec.one_shot:
+            actions.append(ServiceAction(spec.name, "run", ["a one-shot job: compose runs it on each up"]))
+            continue
         if container is None or not container.running:
             reasons = ["not running"] + (["its image is built here first"] if spec.built else [])
             actions.append(ServiceAction(spec.name, "start", reasons))
@@ -661,7 +666,7 @@ def _roll_back(
     if started:
         stack.compose.stop_and_remove(started)
         steps.append(f"stopped {', '.join(started)} (not running before the deploy)")
-    changed = [a.service for a in plan.services if a.action != "unchanged" and a.service in was_running]
+    changed = [a.service for a in plan.services if a.service in plan.changing and a.service in was_running]
     if changed:
         stack.compose.up(changed, timeout=clock.left(), force_recreate=True)
         steps.append(f"recreated {', '.join(changed)} from the previous files and images")

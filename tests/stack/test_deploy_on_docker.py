@@ -24,11 +24,13 @@ from tests.stack.conftest import StackProject
 
 pytestmark = pytest.mark.stack
 
-NOT_HERE = """# Test-only: services this module does not run (compose leaves a service of a disabled profile out).
+NOT_HERE = """# Test-only: services this module does not run (compose leaves a service of a disabled profile out), and
+# LiteLLM's image under a tag of its own, which a test points at another build as a re-pull would.
 services:
-  n8n: {profiles: [not-in-this-test]}
-  qdrant: {profiles: [not-in-this-test]}
-  caddy: {profiles: [not-in-this-test]}
+  n8n: {{profiles: [not-in-this-test]}}
+  qdrant: {{profiles: [not-in-this-test]}}
+  caddy: {{profiles: [not-in-this-test]}}
+  litellm: {{image: {litellm}}}
 """
 NEW_MODEL = """model_list:
   - model_name: deployed-check
@@ -40,10 +42,11 @@ NEW_MODEL = """model_list:
 
 
 @pytest.fixture(scope="module")
-def deployed(module_stack_project: StackProject) -> Iterator[StackProject]:
+def deployed(module_stack_project: StackProject, images: dict[str, str]) -> Iterator[StackProject]:
     """The module's stack after a first `ops deploy` (which starts redis and LiteLLM)."""
     project = module_stack_project
-    (project.dir / "compose.deploy.yml").write_text(NOT_HERE)
+    subprocess.run(["docker", "tag", images["litellm"], litellm_image(project)], check=True)
+    (project.dir / "compose.deploy.yml").write_text(NOT_HERE.format(litellm=litellm_image(project)))
     project.overrides = (*project.overrides, "compose.deploy.yml")
     env = project.settings.env_file
     text, replaced = re.subn(
@@ -57,8 +60,23 @@ def deployed(module_stack_project: StackProject) -> Iterator[StackProject]:
     try:
         yield project
     finally:
-        for service in ("postgres", "redis", "litellm", "mock-provider", "langfuse-fake"):
-            subprocess.run(["docker", "rmi", rollback_tag(project.name, service)], capture_output=True, check=False)
+        tags = [rollback_tag(project.name, s) for s in ("postgres", "redis", "litellm", "mock-provider", "langfuse-fake")]
+        subprocess.run(["docker", "rmi", litellm_image(project), *tags], capture_output=True, check=False)
+
+
+def litellm_image(project: StackProject) -> str:
+    return f"aistack-deploy-test/litellm:{project.name}"
+
+
+def image_id(reference: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", reference], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def running_image(project: StackProject, service: str) -> str:
+    argv = ["docker", "inspect", "--format", "{{.Image}}", container(project, service)]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def models(project: StackProject) -> set[str]:
@@ -92,12 +110,22 @@ def test_a_changed_litellm_config_reaches_the_container(deployed: StackProject) 
     assert (deployed_dir(deployed.settings) / "files" / "litellm-config.yaml").read_text() == config.read_text()
 
 
-def test_a_config_that_fails_health_is_rolled_back_and_the_previous_one_serves(deployed: StackProject) -> None:
+def test_a_config_that_fails_health_is_rolled_back_with_the_previous_image_and_config_serving(deployed: StackProject) -> None:
     config = deployed.dir / "litellm-config.yaml"
     good = config.read_text()
     assert "deployed-check" in good  # the previous test's deploy
     broken = good.replace("model_list:\n", "model_list: [\n", 1)  # YAML LiteLLM cannot load: it exits at start
     config.write_text(broken)
+    # the image's tag now names another build (as after a pull): the rollback must point it back, not keep it
+    reference, previous = litellm_image(deployed), image_id(litellm_image(deployed))
+    dockerfile = f"FROM {reference}\nLABEL aistack.deploy-test=another-build\n"
+    subprocess.run(["docker", "build", "-q", "-t", reference, "-"], input=dockerfile, text=True, capture_output=True, check=True)
+    assert image_id(reference) != previous
+    plan = run_deploy(deployed.settings, dry_run=True).plan
+    assert next(a for a in plan.services if a.service == "litellm").reasons == [
+        "litellm-config.yaml changed",
+        f"its image {reference} is another build than the one it runs",
+    ]
 
     proc = subprocess.run(
         [sys.executable, "-m", "ops.cli", "deploy", "--project-dir", str(deployed.dir), "--yes", "--json", "--timeout", "60"],
@@ -113,6 +141,7 @@ def test_a_config_that_fails_health_is_rolled_back_and_the_previous_one_serves(d
     assert "restored litellm-config.yaml" in report["rollback"]
     assert config.read_text() == good  # the previous file is back in place
     assert "deployed-check" in models(deployed)  # and the gateway serves it
+    assert image_id(reference) == previous == running_image(deployed, "litellm")  # from the previous image
     attempted = deploys_dir(deployed.settings) / report["record"] / "attempted" / "litellm-config.yaml"
     assert attempted.read_text() == broken  # the operator's edit is kept, not lost
     journal = Journal(engine.Runtime.for_settings(deployed.settings).psql).entries(3)

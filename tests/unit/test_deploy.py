@@ -54,6 +54,7 @@ def test_the_services_mounted_files_are_read_from_compose_config(tmp_path: Path)
         "services": {
             "litellm": {
                 "image": "litellm:1",
+                "restart": "unless-stopped",
                 "volumes": [bind(tmp_path / "litellm-config.yaml"), {"type": "volume", "source": "x"}],
             },
             "postgres-init": {"image": "postgres:18", "volumes": [bind(tmp_path / "init")]},
@@ -71,7 +72,7 @@ def test_the_services_mounted_files_are_read_from_compose_config(tmp_path: Path)
     }
     specs = {s.name: s for s in read_services(config, tmp_path)}
     assert specs["litellm"] == ServiceSpec("litellm", "litellm:1", False, ("litellm-config.yaml",))
-    assert specs["postgres-init"].mounts == ("init/create.sh",)
+    assert specs["postgres-init"].mounts == ("init/create.sh",) and specs["postgres-init"].one_shot
     assert specs["observer"].built and specs["observer"].mounts == ()
 
 
@@ -181,6 +182,9 @@ def test_each_service_is_started_recreated_or_left_and_the_plan_says_why() -> No
     assert actions["observer"].action == "rebuild"
     assert actions["qdrant"] == ServiceAction("qdrant", "start", ["not running"])
     assert decide(SPECS[3:4], {}, {}, {}, {})[0].reasons == ["not running", "its image is built here first"]
+    job = ServiceSpec("postgres-init", "postgres:18", False, ("postgres/init/create.sh",), one_shot=True)
+    exited = {"postgres-init": Running("c6", False, "sha256:pg", "h")}
+    assert decide([job], exited, {"postgres-init": "h"}, {}, {"postgres/init/create.sh": "changed"})[0].action == "run"
 
 
 def test_the_routing_workflow_goes_into_n8n_only_when_it_changed_and_n8n_is_deployed() -> None:
