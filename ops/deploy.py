@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.config import ROUTING_RULES, Settings
+from ops.config import COMPOSE_FILE, ENV_FILE, ROUTING_RULES, Settings
 from ops.errors import ConfigError, OpsError, ServiceError
 from ops.health import HealthReport
 from ops.interrupts import shielded, signals_as_exceptions
@@ -58,6 +58,9 @@ ROLLBACK_REPOSITORY = "aistack-rollback"  # aistack-rollback/<service>:<project>
 WORKFLOWS = "workflows"
 PROBE_OF = {"langfuse-web": "langfuse"}  # compose service -> its `ops health` probe, where the names differ
 ROUTING_WORKFLOW_SERVICE = "n8n"
+# Slice 1 records these whole-stack files, and later slices (COMPOSE_PROFILES) or the operator change them after:
+# its copy is no version to roll back to. Until a deploy records them, a rollback leaves them as they are.
+SLICE_COPIES_TOO_OLD = frozenset({ENV_FILE, COMPOSE_FILE})
 
 
 def deploys_dir(settings: Settings) -> Path:
@@ -232,7 +235,9 @@ class RecordedFile:
 
 def recorded_files(settings: Settings) -> dict[str, RecordedFile]:
     """Given Settings, return each file as last deployed (.ops/deployed), or, for a file no deploy recorded,
-    as its slice was last applied and verified (.ops/applied, the newest first)."""
+    as its slice was last applied and verified (.ops/applied, the newest first; not vps.env or the compose file).
+
+    Raise OpsError if a record's state.json cannot be read."""
     found: dict[str, RecordedFile] = {}
     sources = [deployed_dir(settings)]
     slices = [d for n in registered() if (d := engine._last_good(settings, n)) is not None]
@@ -247,6 +252,8 @@ def recorded_files(settings: Settings) -> dict[str, RecordedFile]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise OpsError(f"{state_file} cannot be read ({exc}): move it aside and deploy again") from exc
         for name, existed in present.items():
+            if index > 0 and name in SLICE_COPIES_TOO_OLD:
+                continue
             if name not in found:
                 copy = directory / "files" / name
                 found[name] = RecordedFile(bool(existed), modes.get(name), copy if existed else None, index == 0)

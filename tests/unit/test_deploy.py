@@ -117,21 +117,32 @@ def record(directory: Path, files: dict[str, str | None]) -> None:
 
 def test_the_last_deploy_is_compared_first_then_the_slices_last_verified_copies(settings: Settings) -> None:
     project = settings.project_dir
-    record(deploy.deployed_dir(settings), {"litellm-config.yaml": "deployed\n", "Caddyfile": None})
-    record(project / ".ops" / "applied" / "slice05", {"litellm-config.yaml": "slice 5\n", "docker-compose.vps.yml": "old\n"})
+    record(deploy.deployed_dir(settings), {"litellm-config.yaml": "deployed\n", "Caddyfile": None, "routing-rules.yaml": "old\n"})
+    record(project / ".ops" / "applied" / "slice10", {"backups/crontab": "slice 10's\n"})
+    record(project / ".ops" / "applied" / "slice05", {"litellm-config.yaml": "slice 5\n", "Caddyfile": "slice 5's\n"})
+    record(project / ".ops" / "applied" / "slice01", {"vps.env": "A=1\n", "docker-compose.vps.yml": "old\n"})
     recorded = recorded_files(settings)
     assert recorded["litellm-config.yaml"].copy == deploy.deployed_dir(settings) / "files" / "litellm-config.yaml"
-    assert recorded["litellm-config.yaml"].deployed and not recorded["docker-compose.vps.yml"].deployed
+    assert recorded["litellm-config.yaml"].deployed
+    # slice 1's vps.env and compose file predate what later slices (COMPOSE_PROFILES) changed: no version to go back to
+    assert "vps.env" not in recorded and "docker-compose.vps.yml" not in recorded
     assert recorded["Caddyfile"] == RecordedFile(False, 0o640, None, True)
 
     (project / "litellm-config.yaml").write_text("deployed\n")
-    (project / "routing-rules.yaml").unlink(missing_ok=True)
-    tracked = ["Caddyfile", "docker-compose.vps.yml", "litellm-config.yaml", "routing-rules.yaml", "vps.env"]
+    (project / "routing-rules.yaml").write_text("new\n")
+    (project / "backups").mkdir(exist_ok=True)
+    (project / "backups" / "crontab").write_text("slice 10's\n")
+    tracked = ["Caddyfile", "backups/crontab", "docker-compose.vps.yml", "litellm-config.yaml", "routing-rules.yaml", "vps.env"]
     assert changed_files(project, tracked, recorded) == {
-        "Caddyfile": "new since the last deploy",
-        "docker-compose.vps.yml": "changed since the last deploy",  # not slice 5's copy
+        "Caddyfile": "new since the last deploy",  # the deploy's record wins over slice 5's
+        "docker-compose.vps.yml": "not recorded by an earlier deploy",
+        "routing-rules.yaml": "changed since the last deploy",
         "vps.env": "not recorded by an earlier deploy",
-    }  # routing-rules.yaml: absent and never recorded, nothing to deploy
+    }  # litellm-config.yaml as deployed, the crontab as slice 10 verified it
+    (project / "routing-rules.yaml").unlink()
+    assert changed_files(project, ["routing-rules.yaml", "workflows/x.json"], recorded) == {
+        "routing-rules.yaml": "removed since the last deploy"
+    }  # workflows/x.json: absent and never recorded, nothing to deploy
 
 
 def test_a_record_deploy_cannot_read_is_a_clear_error(settings: Settings) -> None:
