@@ -18,6 +18,7 @@ from ops.doctor.rules import (
     litellm_config,
     memory,
     model_lifecycle,
+    plain_compose,
     ports,
     secrets,
 )
@@ -38,4 +39,5 @@ RULES: list[ModuleType] = [
     events,
     gcs_access,
     caddyfile,
+    plain_compose,
 ]
