@@ -235,14 +235,16 @@ def _plan(state: State, host: Host, target: HostTarget, spec: s.HostSpec, contai
         op(time, ops_.unit_running, name="chrony running", unit="chrony")
     steps.append(time)
 
-    firewall = _Step("firewall", "nftables: inbound TCP 22, 80, 443 only")
+    firewall = _Step("firewall", "nftables: inbound TCP 22, 80, 443 and UDP 443 (HTTP/3) only")
     nft = put(firewall, s.NFTABLES_PATH)
+    dropin = put(firewall, s.NFTABLES_DROPIN_PATH)
     if kernel:
         firewall.skipped = "the file only: loading it is " + kernel
     else:
         follow(firewall, "load firewall", f"nft -f {s.NFTABLES_PATH}", nft)
         op(firewall, ops_.nft_table_loaded, name="firewall loaded", path=s.NFTABLES_PATH, table="inet aistack")
         if systemd:
+            follow(firewall, "reload units", "systemctl daemon-reload", dropin)
             op(firewall, ops_.unit_running, name="nftables at boot", unit="nftables")
     steps.append(firewall)
 

@@ -42,6 +42,7 @@ JOURNALD_PATH = "/etc/systemd/journald.conf.d/60-aistack.conf"
 DAEMON_JSON_PATH = "/etc/docker/daemon.json"
 AUTO_UPGRADES_PATH = "/etc/apt/apt.conf.d/20auto-upgrades"
 NFTABLES_PATH = "/etc/nftables.conf"
+NFTABLES_DROPIN_PATH = "/etc/systemd/system/nftables.service.d/60-aistack.conf"
 SWAP_PATH = "/swapfile"
 
 SWAPPINESS = 10
@@ -86,14 +87,15 @@ APT::Periodic::Unattended-Upgrade "1";
 
 
 def nftables_conf(ports: tuple[int, ...] = OPEN_TCP_PORTS) -> str:
-    """Given the TCP ports to open, return /etc/nftables.conf: inbound only to those, loopback and replies.
+    """Given the TCP ports to open, return /etc/nftables.conf: inbound only to those (and UDP 443, Caddy's HTTP/3),
+    loopback, ICMP, DHCP replies and replies to what the host opened.
 
     A table of its own (inet aistack), replaced on each load; no `flush ruleset`, which would also drop
     the rules Docker keeps for its published ports and container traffic (those pass the forward hook).
     """
     allowed = ", ".join(str(p) for p in ports)
     return f"""#!/usr/sbin/nft -f
-# managed by ops host prepare: inbound TCP {allowed} only (source: nftables wiki, "Simple ruleset for a server")
+# managed by ops host prepare: inbound TCP {allowed} and UDP 443 only (source: nftables wiki, "Simple ruleset for a server")
 table inet aistack
 delete table inet aistack
 table inet aistack {{
@@ -105,8 +107,18 @@ table inet aistack {{
     meta l4proto {{ icmp, ipv6-icmp }} accept
     udp sport 67 udp dport 68 accept
     tcp dport {{ {allowed} }} accept
+    udp dport 443 accept
   }}
 }}
+"""
+
+
+# Debian's nftables.service stops with `nft flush ruleset`, which would take Docker's rules too: only our table.
+# source: Debian's nftables package, debian/nftables.service (ExecStop=/usr/sbin/nft flush ruleset)
+NFTABLES_DROPIN = """# managed by ops host prepare: stopping nftables removes our table only, not Docker's rules
+[Service]
+ExecStop=
+ExecStop=/usr/sbin/nft delete table inet aistack
 """
 
 
@@ -140,6 +152,7 @@ class HostSpec:
             JOURNALD_PATH: (JOURNALD_CONF, "644"),
             DAEMON_JSON_PATH: (DAEMON_JSON, "644"),
             NFTABLES_PATH: (nftables_conf(), "755"),
+            NFTABLES_DROPIN_PATH: (NFTABLES_DROPIN, "644"),
         }
 
 

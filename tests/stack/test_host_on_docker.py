@@ -101,7 +101,12 @@ def test_prepare_twice_over_ssh_then_check(ssh_host: SshHost) -> None:
     assert by_name["ops-agent"].status == "skipped"
     assert ssh_host.cat(s.SYSCTL_PATH) == s.SYSCTL_CONF
     assert json.loads(ssh_host.cat(s.DAEMON_JSON_PATH))["log-opts"] == {"max-size": "10m", "max-file": "3"}
-    assert "tcp dport { 22, 80, 443 } accept" in ssh_host.cat(s.NFTABLES_PATH)
+    assert ssh_host.cat(s.NFTABLES_PATH) == s.nftables_conf()
+    # nft parses the ruleset (-c: checked, not loaded), in the container's own network namespace, never the host's
+    parsed = subprocess.run(
+        ["docker", "exec", "--privileged", ssh_host.container, "nft", "-c", "-f", s.NFTABLES_PATH], capture_output=True, text=True
+    )
+    assert parsed.returncode == 0, parsed.stderr
     assert "Signed-By: /etc/apt/keyrings/docker.asc" in ssh_host.cat(s.DOCKER_SOURCES_PATH)
     holds = subprocess.run(["docker", "exec", ssh_host.container, "apt-mark", "showhold"], capture_output=True, text=True)
     assert set(holds.stdout.split()) == set(s.DOCKER_PINS)

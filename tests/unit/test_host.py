@@ -70,16 +70,17 @@ def test_pins_are_debian_12_builds_and_files_are_whole() -> None:
     spec = s.HostSpec(1024)
     assert set(spec.files) == {
         s.DOCKER_KEY_PATH, s.DOCKER_SOURCES_PATH, s.SYSCTL_PATH, s.AUTO_UPGRADES_PATH, s.JOURNALD_PATH,
-        s.DAEMON_JSON_PATH, s.NFTABLES_PATH,
+        s.DAEMON_JSON_PATH, s.NFTABLES_PATH, s.NFTABLES_DROPIN_PATH,
     }  # fmt: skip
     assert "vm.overcommit_memory = 1" in s.SYSCTL_CONF and "vm.swappiness = 10" in s.SYSCTL_CONF
 
 
 def test_firewall_opens_22_80_443_and_leaves_dockers_rules() -> None:
     conf = s.nftables_conf()
-    assert "tcp dport { 22, 80, 443 } accept" in conf
+    assert "tcp dport { 22, 80, 443 } accept\n    udp dport 443 accept\n  }" in conf  # and nothing else opened
     assert "policy drop" in conf
     assert "flush ruleset" not in conf  # would drop Docker's NAT and forward rules with ours
+    assert "ExecStop=\nExecStop=/usr/sbin/nft delete table inet aistack\n" in s.NFTABLES_DROPIN  # not Debian's flush
     assert conf.index("table inet aistack\ndelete table inet aistack") < conf.index("table inet aistack {")
 
 
