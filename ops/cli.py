@@ -872,15 +872,25 @@ def bench_memory(
 @click.option("--requests", default=1000, show_default=True, help="Requests per run.")
 @click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(1, 20, 100), show_default=True)
 @click.option("--config", "configs", multiple=True, help="NAME=PATH: another LiteLLM config run beside them (repeatable).")
+@click.option(
+    "--server-args", "server_args", multiple=True, help="NAME=ARGS: litellm options for config NAME, e.g. granian=--run_granian."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_gateway(
-    project_dir: Path, requests: int, concurrencies: tuple[int, ...], configs: tuple[str, ...], as_json: bool
+    project_dir: Path,
+    requests: int,
+    concurrencies: tuple[int, ...],
+    configs: tuple[str, ...],
+    server_args: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Direct upstream vs LiteLLM (shipped and minimal config): throughput, latency, errors, memory, CPU per request."""
     from ops.bench.gateway import run_gateway_bench
     from ops.output import gateway_bench_text
 
-    result = run_gateway_bench(load_settings(project_dir), requests, tuple(concurrencies), extra_configs=configs)
+    result = run_gateway_bench(
+        load_settings(project_dir), requests, tuple(concurrencies), extra_configs=configs, server_args=server_args
+    )
     if as_json:
         _emit(result.to_dict())
     else:

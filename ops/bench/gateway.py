@@ -9,13 +9,17 @@ the gateway adds, errors, the gateway's peak memory and its CPU milliseconds per
 request (user + system time of its process tree over the run). Tracing is
 really sent: Langfuse's keys and host point at a sink that answers ingestion
 207, as Langfuse does. Extra configurations (``extra_configs``, `--config
-NAME=PATH`) run beside the two, in the same run, for before/after ratios.
+NAME=PATH`) run beside the two, in the same run, for before/after ratios;
+``server_args`` (`--server-args NAME=ARGS`) start one of them with more
+`litellm` options (another ASGI server, a log config), so that a server lever
+is measured beside the same configuration under the default server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -145,6 +149,25 @@ def parse_configs(specs: tuple[str, ...]) -> dict[str, Path]:
     return configs
 
 
+def parse_server_args(specs: tuple[str, ...], names: set[str]) -> dict[str, tuple[str, ...]]:
+    """Given NAME=ARGS strings and the configurations' names, return {name: args}.
+
+    Raise OpsError for a malformed one, ARGS that do not split like a shell's, or a NAME no configuration has.
+    """
+    result = {}
+    for spec in specs:
+        name, sep, args = spec.partition("=")
+        if not sep or not name or not args.strip():
+            raise OpsError(f"--server-args takes NAME=ARGS (litellm options for configuration NAME), got {spec!r}")
+        if name not in names:
+            raise OpsError(f"--server-args {name}: no configuration of that name (have: {', '.join(sorted(names))})")
+        try:
+            result[name] = tuple(shlex.split(args))
+        except ValueError as exc:
+            raise OpsError(f"--server-args {name}: {args!r} does not split into options ({exc})") from exc
+    return result
+
+
 def minimal_config(shipped: Path, target: Path) -> Path:
     """Write LiteLLM's minimal configuration: the shipped gpt-4 deployment alone, every setting default."""
     data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
@@ -204,10 +227,23 @@ def _count(requests: int, concurrency: int) -> int:
     return requests if concurrency > 1 else max(1, requests // 5)
 
 
-def _paired(configs: dict[str, Path], env: dict[str, str], requests: int) -> list[Paired]:
+def _redis_env(stack: contextlib.ExitStack) -> dict[str, str]:
+    """Start a Redis of its own for one gateway (on stack); return the REDIS_* variables that point there.
+
+    A gateway's provider and deployment budgets count spend in Redis: sharing one across the configurations of a run,
+    the bench's thousands of requests spent gpt-4's daily budget and the later configurations measured its fallbacks.
+    """
+    redis = stack.enter_context(RedisServer())
+    return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_PASSWORD": redis.password}
+
+
+def _paired(configs: dict[str, Path], env: dict[str, str], requests: int, args: dict[str, tuple[str, ...]]) -> list[Paired]:
     """Start every configuration, load them all at once; return each one's CPU per request."""
     with contextlib.ExitStack() as stack:
-        gateways = {name: stack.enter_context(LiteLLMServer(config, env)) for name, config in configs.items()}
+        gateways = {
+            name: stack.enter_context(LiteLLMServer(config, env | _redis_env(stack), args=args.get(name, ())))
+            for name, config in configs.items()
+        }
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Benchmark request: say hello."}]}
         urls = [f"{g.url}/v1/chat/completions" for g in gateways.values()]
         headers = [{"Authorization": f"Bearer {g.master_key}"} for g in gateways.values()]
@@ -226,13 +262,16 @@ def run_gateway_bench(
     concurrencies: tuple[int, ...] = (1, 20, 100),
     warmup: int = 50,
     extra_configs: tuple[str, ...] = (),
+    server_args: tuple[str, ...] = (),
 ) -> GatewayBench:
     """Run the direct and gateway loads at each concurrency; return every run and the comparisons.
 
-    extra_configs (NAME=PATH, a LiteLLM config) run after the shipped and minimal ones, as "gateway-NAME".
-    Raise OpsError for a malformed NAME=PATH, ServiceError if a server does not start.
+    extra_configs (NAME=PATH, a LiteLLM config) run after the shipped and minimal ones, as "gateway-NAME";
+    server_args (NAME=ARGS) add litellm options to the configuration NAME (shipped, minimal or an extra one).
+    Raise OpsError for a malformed NAME=PATH or NAME=ARGS, ServiceError if a server does not start.
     """
     extra = parse_configs(extra_configs)
+    args = {f"gateway-{name}": value for name, value in parse_server_args(server_args, {"shipped", "minimal", *extra}).items()}
     limit = load_stack(settings.compose_file).service("litellm").memory_mb if settings.compose_file.exists() else None
     bench = GatewayBench(UPSTREAM_LATENCY_MS, requests, limit)
     with contextlib.ExitStack() as stack:
@@ -241,8 +280,7 @@ def run_gateway_bench(
         httpx.post(
             f"{mock.url}/__mock/behaviour", json={"provider": "openai", "latency_ms": UPSTREAM_LATENCY_MS}
         ).raise_for_status()
-        redis = stack.enter_context(RedisServer())
-        env = {**mock.provider_env(), "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_PASSWORD": redis.password}
+        env = mock.provider_env()
         env |= {"LANGFUSE_HOST": stack.enter_context(langfuse_sink()), "LANGFUSE_PUBLIC_KEY": "pk-lf-bench"}
         env["LANGFUSE_SECRET_KEY"] = "sk-lf-bench"
         configs = {
@@ -255,9 +293,9 @@ def run_gateway_bench(
             bench.runs.append(
                 Run("direct", concurrency, _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, requests, concurrency))
             )
-        bench.paired = _paired(configs, env, requests)
+        bench.paired = _paired(configs, env, requests, args)
         for name, config in configs.items():
-            with LiteLLMServer(config, env) as gateway:
+            with contextlib.ExitStack() as own, LiteLLMServer(config, env | _redis_env(own), args=args.get(name, ())) as gateway:
                 for concurrency in concurrencies:
                     _load(gateway.url, gateway.master_key, MODEL, warmup, concurrency)
                     cpu_before = tree_cpu_seconds(gateway.pid)

@@ -315,9 +315,10 @@ class LiteLLMServer(_Service):
 
     name = "litellm"
 
-    def __init__(self, config: Path, env: dict[str, str], base_dir: Path | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str], base_dir: Path | None = None, args: tuple[str, ...] = ()) -> None:
         super().__init__(base_dir)
         self.config = config
+        self.args = args  # more `litellm` CLI options (the benchmark's server variants: --run_granian, --log_config)
         self.master_key = env.get("LITELLM_MASTER_KEY") or "sk-" + secrets.token_hex(24)
         self.env = {**env, "LITELLM_MASTER_KEY": self.master_key}
 
@@ -340,7 +341,19 @@ class LiteLLMServer(_Service):
             **self.env,
         }
         self._spawn(
-            [str(program), "--config", str(self.config), "--host", LOOPBACK, "--port", str(self.port), "--num_workers", "1"], env
+            [
+                str(program),
+                "--config",
+                str(self.config),
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.port),
+                "--num_workers",
+                "1",
+                *self.args,
+            ],
+            env,
         )
         wait_until(lambda: self._check_alive() and http_ok(f"{self.url}/health/readiness")(), 120, "LiteLLM proxy", self.log)
         return self
