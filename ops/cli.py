@@ -943,6 +943,27 @@ def bench_events(count: int, end_to_end: int, as_json: bool) -> None:
     )
 
 
+@bench.command("scaling")
+@project_dir_option
+@click.option("--requests", default=1000, show_default=True, help="Requests of the concurrency load, per run.")
+@click.option("--concurrency", default=20, show_default=True, help="Requests in flight (the mock answers in 50 ms).")
+@click.option("--users", default=100, show_default=True, help="Locust users of the load test's spike (realistic mock).")
+@click.option("--seconds", default=30.0, show_default=True, help="How long the users' load runs, per run.")
+@click.option("--cpuset", "cpusets", multiple=True, help="CPUs the stack is held to, repeatable [default: 0 and 0-1].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_scaling(
+    project_dir: Path, requests: int, concurrency: int, users: int, seconds: float, cpusets: tuple[str, ...], as_json: bool
+) -> None:
+    """LiteLLM at one replica and at two behind Caddy, same load: throughput, p95, PSS per replica (docs/SCALING.md)."""
+    from ops.bench.scaling import run_scaling_bench
+
+    result = run_scaling_bench(load_settings(project_dir), requests, concurrency, users, seconds, tuple(cpusets))
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(result.text())
+
+
 @main.command()
 @project_dir_option
 @click.option(

@@ -115,6 +115,7 @@ class Call:
     stream: bool
     api_key: str
     at: float
+    peer: str = ""  # the caller's address: which gateway replica sent the call (ops bench scaling)
 
 
 class MockState:
@@ -215,7 +216,7 @@ async def _gate(
 ) -> web.Response | None:
     """Record the call and apply the provider's behaviour and refusals; return an error response or None."""
     key = _api_key(provider, request)
-    state.calls.append(Call(provider, model, stream, key, time.time()))
+    state.calls.append(Call(provider, model, stream, key, time.time(), request.remote or ""))
     behaviour = state.behaviour[provider]
     if behaviour.hang:
         await asyncio.sleep(3600)

@@ -2,7 +2,8 @@
 
 The site addresses become http://127.0.0.1:PORT; the upstreams (n8n, litellm,
 langfuse-web) do not resolve here, so a request Caddy lets through answers 502
-and one it stops answers 401. Issue #10, items 6 and 23.
+(503 for LiteLLM, whose replicas Caddy looks up: no replica, no upstream) and
+one it stops answers 401. Issue #10, items 6 and 23.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def status(url: str, method: str = "GET", auth: tuple[str, str] | None = None) -
 def test_litellm_pages_and_admin_api_need_basic_auth(caddy: Caddy, path: str) -> None:
     """LiteLLM serves its Swagger page at / as well as /docs: neither may be public."""
     assert status(caddy.url("litellm", path)) == 401
-    assert status(caddy.url("litellm", path), auth=("admin", PASSWORD)) == 502  # through to LiteLLM
+    assert status(caddy.url("litellm", path), auth=("admin", PASSWORD)) == 503  # through to LiteLLM (no replica up)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ def test_litellm_pages_and_admin_api_need_basic_auth(caddy: Caddy, path: str) ->
     ],
 )
 def test_litellm_api_stays_reachable_with_its_own_keys(caddy: Caddy, method: str, path: str) -> None:
-    assert status(caddy.url("litellm", path), method) == 502  # not 401: LiteLLM checks the bearer key
+    assert status(caddy.url("litellm", path), method) == 503  # not 401: LiteLLM checks the bearer key
 
 
 @pytest.mark.parametrize("path", ["/", "/signin", "/setup", "/rest/owner/setup", "/rest/login", "/rest/workflows", "/form"])

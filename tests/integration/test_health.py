@@ -233,7 +233,8 @@ def caddy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caddy]:
     """The shipped Caddyfile on the real Caddy, its three sites on one loopback HTTPS port as *.localhost names.
 
     Caddy's internal CA signs their certificates; ``skip_install_trust`` keeps it out of this machine's trust store.
-    The upstreams (n8n, litellm, langfuse-web) do not resolve here: what Caddy lets through answers 502.
+    The upstreams (n8n, litellm, langfuse-web) do not resolve here: what Caddy lets through answers 502 (LiteLLM's
+    site 503: Caddy looks its replicas up, and finds none).
     """
     program = tools.caddy()
     require(program, "caddy")
@@ -273,7 +274,7 @@ def caddy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caddy]:
                     headers={"Host": "llm.aistack.localhost"},
                     extensions={"sni_hostname": "llm.aistack.localhost"},
                 )
-            return response.status_code == 502
+            return response.status_code == 503
 
         wait_until(serving, 30, "caddy")
         yield Caddy(port, root, password)
@@ -302,7 +303,7 @@ def test_caddy_and_n8n_are_asked_by_name_at_caddys_port_with_its_certificate_ver
     report = run_health(caddy_settings(tmp_path, caddy, caddy.password), only=("caddy", "n8n"), timeout=SLACK)
     seen = lines(report)
     at = f"https://llm.aistack.localhost at 127.0.0.1:{caddy.port}/health/liveliness"
-    assert seen["caddy"] == (True, f"answered HTTP 502 at {at} (the upstream behind it does not answer)")
+    assert seen["caddy"] == (True, f"answered HTTP 503 at {at} (the upstream behind it does not answer)")
     # through basic auth to n8n, which does not run here: 502, not Caddy's 401
     assert seen["n8n"][0] is False
     assert seen["n8n"][1].startswith(f"HTTP 502 from https://n8n.aistack.localhost at 127.0.0.1:{caddy.port}/healthz/readiness")
