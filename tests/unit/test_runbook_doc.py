@@ -35,6 +35,8 @@ SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
 SEPARATORS = {";", "&&", "||", "|", "&", "(", ")", "((", "))", ";;", "|&"}
 REDIRECTS = {">", ">>", "<", "<<", "<<<", ">&", "<&", "&>", "&>>", ">|"}
 PREFIXES = {"sudo", "nohup", "time", "exec", "env"}
+# In prose, `ops upgrade` or `ops backup` names a command (its options still checked); a block is typed whole.
+NAMES_ONLY = ("Missing argument", "Missing option", "`ops ")
 STACK_FLAGS = {"-f": "docker-compose.vps.yml", "--env-file": "vps.env"}
 COMPOSE_COMMANDS = {
     *[
@@ -129,15 +131,15 @@ def split_commands(script: str) -> Iterator[list[str]]:
             words.append(token)
 
 
-def page_commands(path: Path, inline: bool) -> list[tuple[str, list[str]]]:
-    """Given a page, return (where, words) for each command it shows."""
+def page_commands(path: Path, inline: bool) -> list[tuple[str, list[str], bool]]:
+    """Given a page, return (where, words, in a code block) for each command it shows."""
     text = path.read_text(encoding="utf-8")
     found = []
     for line, block in shell_blocks(text):
-        found += [(f"{path.name}:{line}", words) for words in split_commands(block)]
+        found += [(f"{path.name}:{line}", words, True) for words in split_commands(block)]
     if inline:
         for line, span in inline_commands(text):
-            found += [(f"{path.name}:{line}", words) for words in split_commands(span)]
+            found += [(f"{path.name}:{line}", words, False) for words in split_commands(span)]
     return found
 
 
@@ -224,26 +226,36 @@ def compose_problem(args: list[str]) -> str | None:
     return None
 
 
+def command_problem(words: list[str], targets: set[str]) -> str | None:
+    """Given a command's words, return why it does not exist as shown, or None (programs not ours pass)."""
+    # N stands for a slice's number (`make slice-N`, `ops slice N --rollback`): checked as slice 1
+    program, args = os.path.basename(words[0]), [re.sub(r"(^|-)N$", r"\g<1>1", word) for word in words[1:]]
+    if program == "ops":
+        return ops_problem(args)
+    if program == "make":
+        missing = [a for a in args if not a.startswith("-") and "=" not in a and a not in targets]
+        return f"make has no target {', '.join(missing)}" if missing else None
+    if program == "docker" and args[:1] == ["compose"]:
+        return compose_problem(args[1:])
+    if program == "docker-compose":
+        return "docker-compose is Compose v1 (Debian's package): write `docker compose`"
+    if program == "ssh" or (program == "gcloud" and args[:2] == ["compute", "ssh"]):
+        # the remote command, `ssh vm 'cd /opt/aistack && .venv/bin/ops ...'`: each of its commands checked
+        remote = [
+            problem for arg in args if " " in arg for sub in split_commands(arg) if (problem := command_problem(sub, targets))
+        ]
+        return "; ".join(remote) or None
+    return None
+
+
 def problems(path: Path, inline: bool) -> list[str]:
     """Given a page, return one line per command in it that does not exist as shown."""
     targets = makefile_targets(REPO / "Makefile")
-    found = []
-    for where, words in page_commands(path, inline):
-        # N stands for a slice's number (`make slice-N`, `ops slice N --rollback`): checked as slice 1
-        program, args = os.path.basename(words[0]), [re.sub(r"(^|-)N$", r"\g<1>1", word) for word in words[1:]]
-        problem = None
-        if program == "ops":
-            problem = ops_problem(args)
-        elif program == "make":
-            missing = [a for a in args if not a.startswith("-") and "=" not in a and a not in targets]
-            problem = f"make has no target {', '.join(missing)}" if missing else None
-        elif program == "docker" and args[:1] == ["compose"]:
-            problem = compose_problem(args[1:])
-        elif program == "docker-compose":
-            problem = "docker-compose is Compose v1 (Debian's package): write `docker compose`"
-        if problem:
-            found.append(f"{where}: {' '.join(words)}: {problem}")
-    return found
+    return [
+        f"{where}: {' '.join(words)}: {problem}"
+        for where, words, block in page_commands(path, inline)
+        if (problem := command_problem(words, targets)) and (block or not problem.startswith(NAMES_ONLY))
+    ]
 
 
 # --- the pages ---------------------------------------------------------------------------------------
@@ -259,7 +271,7 @@ def test_every_command_of_the_readme_exists_with_its_flags() -> None:
 
 def test_the_pages_show_commands_at_all() -> None:
     """The parser finds the runbook's commands: an empty list would pass the tests above for nothing."""
-    programs = {os.path.basename(words[0]) for _, words in page_commands(RUNBOOK, inline=True)}
+    programs = {os.path.basename(words[0]) for _, words, _ in page_commands(RUNBOOK, inline=True)}
     assert {"ops", "make", "docker"} <= programs
 
 
@@ -288,6 +300,9 @@ def test_the_pages_show_commands_at_all() -> None:
         ("docker compose ... up -d --remove-orphans", "'...' is no docker compose command"),
         ("docker-compose up -d", "Compose v1"),
         ("gcloud compute instances stop vm && ops doctor --rule gcs-access 2>/dev/null", None),
+        ("ssh vm 'cd /opt/aistack && .venv/bin/ops backup drill --identity -' < ~/key", None),
+        ("ssh vm 'cd /opt/aistack && sudo .venv/bin/ops backup drill --identiy -' < ~/key", "No such option '--identiy'"),
+        ("gcloud compute ssh vm -- 'make slice-14'", "no target slice-14"),
     ],
 )
 def test_the_checker_tells_a_real_command_from_a_wrong_one(tmp_path: Path, line: str, expected: str | None) -> None:
@@ -303,7 +318,7 @@ def test_the_checker_tells_a_real_command_from_a_wrong_one(tmp_path: Path, line:
 def test_inline_spans_and_continuations_are_read(tmp_path: Path) -> None:
     page = tmp_path / "PAGE.md"
     page.write_text(
-        "Run `ops slice 1 --aply` then `ops.journal` (a module, not a command).\n\n"
+        "Run `ops slice 1 --aply` then `ops.journal` (a module, not a command), with `ops upgrade`.\n\n"
         "```bash\nops backup restore ID \\\n  --into live --yse   # comment: --nothing\n```\n"
     )
     found = problems(page, inline=True)
