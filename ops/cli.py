@@ -73,9 +73,11 @@ def secrets() -> None:
 @click.option("--dry-run", is_flag=True, help="Generate but write nothing.")
 def secrets_init(project_dir: Path, dry_run: bool) -> None:
     """Write vps.env (mode 600) from vps.env.example with strong generated secrets; never overwrite."""
+    from ops.keyguard import refuse_fresh_keys
     from ops.secrets import init_secrets
 
     settings = load_settings(project_dir)
+    refuse_fresh_keys(settings)  # fresh keys over this host's old data would leave it undecryptable
     values = init_secrets(settings.env_example, settings.env_file, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
     click.echo(f"{verb} {settings.env_file} (mode 600) with {len(values)} generated secrets")

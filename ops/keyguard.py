@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
 
+from ops.config import Settings
 from ops.errors import ConfigError
 
 KEYS = ("N8N_ENCRYPTION_KEY", "LITELLM_SALT_KEY", "LANGFUSE_ENCRYPTION_KEY")
@@ -93,3 +95,27 @@ def n8n_settings_key(text: str) -> str:
         return ""
     key = data.get("encryptionKey", "") if isinstance(data, dict) else ""
     return key if isinstance(key, str) else ""
+
+
+DATA_VOLUMES = ("n8n-data", "postgres-data")  # compose volumes whose data the guarded keys encrypt
+
+
+def refuse_fresh_keys(settings: Settings, docker: tuple[str, ...] = ("docker",)) -> None:
+    """Given Settings before `ops secrets init` writes fresh keys, raise KeyMismatch if this engine already holds
+    the compose project's encrypted data (its n8n-data or postgres-data volume), naming the keys and volumes.
+
+    Says nothing when Docker cannot be asked (a host not prepared yet has no data either).
+    """
+    project = settings.effective_env.get("COMPOSE_PROJECT_NAME") or settings.project_dir.name
+    argv = [*docker, "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    found = [v for v in proc.stdout.split() if v.removeprefix(f"{project}_") in DATA_VOLUMES] if proc.returncode == 0 else []
+    if found:
+        raise KeyMismatch(
+            f"{', '.join(KEYS)}: this host already holds the stack's data (volumes {', '.join(found)}), encrypted with"
+            " the old keys; fresh ones would not decrypt it: restore the old vps.env (`ops recover` does, from the"
+            " backups), or remove the volumes (docker compose down --volumes) to start afresh"
+        )

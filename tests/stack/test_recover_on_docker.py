@@ -16,7 +16,8 @@ First a fresh vps.env (`ops secrets init`) over the old backups: recover refuses
 nothing. Then `ops recover --identity -` with the identity on stdin and only the bucket in the environment:
 every table identical (row count and checksum per table), both collections' points identical, the volume's
 files, every ref of the repository, the .ops/ files, vps.env byte for byte (mode 600); n8n's credential
-decrypts with the restored key; the started services pass `ops health`.
+decrypts with the restored key; the started services pass `ops health`. And `ops secrets init` in another
+checkout of the same compose project refuses: the engine holds its data.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -297,3 +299,21 @@ def test_the_stack_comes_up_healthy_and_each_phase_is_timed(scene: Scene) -> Non
     health = next(p for p in report["phases"] if p["name"] == "health")
     assert "postgres" in health["detail"][0] and "qdrant" in health["detail"][0] and "litellm" in health["detail"][0]
     print(f"\nrecovery: {report['seconds']:.1f} s; " + ", ".join(f"{p['name']} {p['seconds']:.1f}" for p in report["phases"]))
+
+
+def test_secrets_init_on_a_host_holding_the_stacks_data_refuses(scene: Scene, tmp_path: Path) -> None:
+    assert scene.recovered is not None and scene.recovered.returncode == 0
+    name = scene.project.name
+    checkout = tmp_path / "checkout"  # a second checkout of the same compose project, without vps.env
+    checkout.mkdir()
+    for file in PROJECT_FILES:
+        (shutil.copytree if (REPO / file).is_dir() else shutil.copy2)(REPO / file, checkout / file)
+    example = checkout / "vps.env.example"
+    example.write_text(re.sub(r"^COMPOSE_PROJECT_NAME=.*$", f"COMPOSE_PROJECT_NAME={name}", example.read_text(), flags=re.M))
+
+    init = subprocess.run([*OPS, "secrets", "init", "--project-dir", str(checkout)], capture_output=True, text=True)
+
+    assert init.returncode == 2, init.stdout + init.stderr
+    assert f"this host already holds the stack's data (volumes {name}_n8n-data, {name}_postgres-data)" in init.stderr
+    assert "N8N_ENCRYPTION_KEY, LITELLM_SALT_KEY, LANGFUSE_ENCRYPTION_KEY" in init.stderr
+    assert not (checkout / "vps.env").exists()
