@@ -97,7 +97,7 @@ class Running:
 @dataclass
 class ServiceAction:
     service: str
-    action: str  # start | recreate | rebuild | run (a one-shot job) | unchanged
+    action: str  # start | recreate | rebuild | run (a one-shot job) | stop (not in the configuration) | unchanged
     reasons: list[str] = field(default_factory=list)
     force: bool = False  # recreated by force: compose would not notice (a mounted file, an image under the same tag)
 
@@ -319,6 +319,16 @@ def decide(
     return actions
 
 
+def to_stop(running: dict[str, Running], services: list[str]) -> list[ServiceAction]:
+    """Given the containers and the configuration's services, return the running ones it no longer has (a profile
+    turned off in COMPOSE_PROFILES, a service deleted from the compose file), to stop once the deploy is healthy."""
+    return [
+        ServiceAction(name, "stop", ["not in the enabled profiles or the compose file (its volumes are kept)"])
+        for name, container in running.items()
+        if container.running and name not in services
+    ]
+
+
 def workflows_changed(changed: dict[str, str], services: list[str]) -> bool:
     """Given the changed files and the services deployed, return True if the routing workflow goes into n8n."""
     routing = {ROUTING_RULES} | {name for name in changed if name.startswith(f"{WORKFLOWS}/")}
@@ -423,6 +433,7 @@ def make_plan(settings: Settings, stack: Stack) -> tuple[DeployPlan, list[Servic
     actions = decide(specs, running, wanted, image_ids, changed)
     digest = _digest(settings.project_dir, tracked) + "".join(f"{k}={v}" for k, v in sorted(image_ids.items()) if v)
     project = str(config.get("name") or settings.project_dir.name)
+    actions += to_stop(running, names)
     plan = DeployPlan(project, actions, changed, workflows_changed(changed, names), bool(recorded), digest)
     return plan, specs, running
 
@@ -609,6 +620,7 @@ def _deploy(
         if not report.error:
             with shielded():  # the change is live and healthy: record it whole
                 _record_deployed(settings, record)
+                report.notes += _stop_the_rest(stack, plan, report)
                 row.finish("ok", json.dumps({"changed": plan.changing, "record": record.name}))
             return report
         row.step = f"the rollback (after: {report.error})"
@@ -627,6 +639,22 @@ def _deploy(
             rolled = record.rename(record.with_name(record.name + engine.ROLLED_BACK))
         report.outcome, report.record = "rolled-back", rolled.name
         return report
+
+
+def _stop_the_rest(stack: Stack, plan: DeployPlan, report: DeployReport) -> list[str]:
+    """After a healthy deploy, stop the containers of services the configuration no longer has; return notes.
+
+    After the gate, not before: a rollback never has to start them again. A failure is a note, not a rollback.
+    """
+    stop = [a.service for a in plan.services if a.action == "stop"]
+    if not stop:
+        return []
+    try:
+        stack.compose.stop_and_remove(stop)
+    except ServiceError as exc:
+        return [f"could not stop {', '.join(stop)}: {exc}"]
+    report.steps.append(f"stopped {', '.join(stop)} (volumes kept)")
+    return []
 
 
 def _what_failed(step: str, exc: Exception) -> str:
@@ -673,7 +701,7 @@ def _roll_back(
     if started:
         stack.compose.stop_and_remove(started)
         steps.append(f"stopped {', '.join(started)} (not running before the deploy)")
-    changed = [a.service for a in plan.services if a.service in plan.changing and a.service in was_running]
+    changed = [a.service for a in plan.services if a.action in ("start", "recreate", "rebuild") and a.service in was_running]
     if changed:
         stack.compose.up(changed, timeout=clock.left(), force_recreate=True)
         steps.append(f"recreated {', '.join(changed)} from the previous files and images")

@@ -95,11 +95,14 @@ def test_a_changed_litellm_config_reaches_the_container(deployed: StackProject) 
     assert "deployed-check" not in models(deployed)
     config.write_text(config.read_text().replace("model_list:\n", NEW_MODEL, 1))
     before = container(deployed, "litellm")
+    # a service whose profile is off but still runs (as after a hand edit of COMPOSE_PROFILES): deploy stops it
+    deployed.compose("--profile", "not-in-this-test", "up", "--detach", "--wait", "qdrant")
 
     plan = run_deploy(deployed.settings, dry_run=True).plan
     actions = {a.service: a for a in plan.services}
     assert actions["litellm"].action == "recreate" and actions["litellm"].reasons == ["litellm-config.yaml changed"]
     assert actions["redis"].action == "unchanged"
+    assert actions["qdrant"].action == "stop"
     assert container(deployed, "litellm") == before  # a dry run changes nothing
 
     report = run_deploy(deployed.settings, timeout=180)
@@ -107,6 +110,8 @@ def test_a_changed_litellm_config_reaches_the_container(deployed: StackProject) 
     assert report.health is not None and {r.name for r in report.health.results} == {"litellm", "postgres", "redis"}
     assert "deployed-check" in models(deployed)
     assert container(deployed, "litellm") != before
+    assert "stopped qdrant (volumes kept)" in report.steps
+    assert deployed.compose("--profile", "not-in-this-test", "ps", "-q", "qdrant").stdout.strip() == ""
     assert (deployed_dir(deployed.settings) / "files" / "litellm-config.yaml").read_text() == config.read_text()
 
 

@@ -198,6 +198,14 @@ def test_each_service_is_started_recreated_or_left_and_the_plan_says_why() -> No
     assert decide([job], exited, {"postgres-init": "h"}, {}, {"postgres/init/create.sh": "changed"})[0].action == "run"
 
 
+def test_a_running_service_the_configuration_no_longer_has_is_stopped() -> None:
+    running = {"observer": Running("c1", True, "sha256:o", "h"), "qdrant": Running("c2", False, "sha256:q", "h")}
+    stop = deploy.to_stop(running, ["postgres", "litellm"])  # events turned off in COMPOSE_PROFILES; qdrant already stopped
+    assert [(a.service, a.action) for a in stop] == [("observer", "stop")]
+    plan = DeployPlan("aistack", [ServiceAction("litellm", "unchanged"), *stop], {}, False, True)
+    assert plan.changing == ["observer"]
+
+
 def test_the_routing_workflow_goes_into_n8n_only_when_it_changed_and_n8n_is_deployed() -> None:
     assert deploy.workflows_changed({"workflows/litellm-router.json": "changed"}, ["n8n", "litellm"])
     assert deploy.workflows_changed({"routing-rules.yaml": "changed"}, ["n8n"])
