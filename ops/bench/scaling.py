@@ -191,12 +191,12 @@ class ScalingStack:
         ids = [i for service in PINNED for i in self.container_ids(service)]
         _docker("update", "--cpuset-cpus", cpuset, *ids)
 
-    def chat(self, content: str = "Scaling bench: say hello.", timeout: float = 60) -> httpx.Response:
-        """Send one chat completion through Caddy; return the response."""
+    def chat(self, content: str = "Scaling bench: say hello.", timeout: float = 60, model: str = MODEL) -> httpx.Response:
+        """Send one chat completion for model through Caddy; return the response."""
         return httpx.post(
             f"{self.caddy_url}/v1/chat/completions",
             headers={"Authorization": f"Bearer {self.master_key}"},
-            json={"model": MODEL, "messages": [{"role": "user", "content": content}]},
+            json={"model": model, "messages": [{"role": "user", "content": content}]},
             timeout=timeout,
         )
 
