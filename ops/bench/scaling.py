@@ -268,7 +268,7 @@ class Memory:
 class Measured:
     """One load at one replica count and CPU set: its figures and the requests each replica served."""
 
-    load: str  # "c20" or "spike"
+    load: str  # "c20" (the closed loop at its concurrency: "c" + the number) or "spike"
     replicas: int
     cpuset: str
     requests: int
@@ -338,9 +338,9 @@ class ScalingBench:
     def verdict(self, cpuset: str = "0", gain: float = 1.25) -> str:
         """Given the CPU set that stands for the VM (one sustained vCPU) and the least throughput gain worth it,
         return whether a second replica is worth its memory, with the figures that decide it."""
-        row = next((r for r in self.ratios() if r["load"] == "c20" and r["cpuset"] == cpuset), None)
+        row = next((r for r in self.ratios() if r["load"] != "spike" and r["cpuset"] == cpuset), None)
         if row is None or row["throughput_ratio"] is None:
-            return f"no verdict: concurrency 20 was not measured at 1 and 2 replicas on CPU set {cpuset}"
+            return f"no verdict: the closed-loop load was not measured at 1 and 2 replicas on CPU set {cpuset}"
         ratio = float(row["throughput_ratio"])
         limit = self.litellm_limit_mb or 0
         room = (self.budget_mb - self.stack_total_mb) if self.budget_mb is not None and self.stack_total_mb is not None else None
@@ -350,7 +350,7 @@ class ScalingBench:
         worth = ratio >= gain and fits
         return (
             f"{'worth it' if worth else 'not worth it'} on CPU set {cpuset}: two replicas served {ratio:.2f}x the "
-            f"requests/s of one at concurrency 20 (at least {gain:.2f}x wanted), {added}; {budget}"
+            f"requests/s of one at concurrency {str(row['load'])[1:]} (at least {gain:.2f}x wanted), {added}; {budget}"
             f"{'' if fits else ' (does not fit)'}"
         )
 
@@ -407,7 +407,7 @@ def _pss(pid: int) -> float | None:
     return value or None  # 0: /proc of another user's process is unreadable without root
 
 
-def _c20(stack: ScalingStack, requests: int, concurrency: int) -> LoadResult:
+def _closed(stack: ScalingStack, requests: int, concurrency: int) -> LoadResult:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Scaling bench: say hello."}]}
     headers = {"Authorization": f"Bearer {stack.master_key}"}
     return closed_loop(f"{stack.caddy_url}/v1/chat/completions", requests, concurrency, "POST", body, headers)
@@ -424,13 +424,13 @@ def _measure(
             sampling.enter_context(sampler)
         stack.mock("reset", {})
         stack.mock("behaviour", {"provider": "openai", "latency_ms": UPSTREAM_LATENCY_MS})
-        _c20(stack, WARMUP, concurrency)
+        _closed(stack, WARMUP, concurrency)
         stack.mock("reset", {})
         stack.mock("behaviour", {"provider": "openai", "latency_ms": UPSTREAM_LATENCY_MS})
-        load = _c20(stack, requests, concurrency)
+        load = _closed(stack, requests, concurrency)
         results.append(
             Measured(
-                "c20", len(replicas), cpuset, load.requests, load.errors, load.seconds,
+                f"c{concurrency}", len(replicas), cpuset, load.requests, load.errors, load.seconds,
                 load.percentile(50), load.percentile(95), tuple(stack.served(replicas)),
             )
         )  # fmt: skip
