@@ -356,3 +356,37 @@ def test_an_env_file_of_the_users_is_left_alone(project: Path) -> None:
     init_secrets(settings.env_example, settings.env_file)
     assert not link_dotenv(settings.env_file)
     assert (project / ".env").read_text() == "MINE=1\n"
+
+
+# --- the links to the subsystem pages ----------------------------------------------------------------
+
+
+def anchors(page: Path) -> set[str]:
+    """Given a markdown page, return its headings' anchors as GitHub makes them (lowercase, punctuation dropped)."""
+    headings = re.findall(r"^#+\s+(.*)$", page.read_text(encoding="utf-8"), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def broken_links(page: Path) -> list[str]:
+    """Given a markdown page, return each relative link whose file or section does not exist."""
+    broken = []
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")):
+            continue
+        linked = (page.parent / target).resolve() if target else page
+        if not linked.is_file():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target}#{anchor}: no such section")
+    return broken
+
+
+def test_every_link_of_the_runbook_reaches_a_page_and_its_section() -> None:
+    assert broken_links(RUNBOOK) == []
+
+
+def test_a_broken_link_is_named(tmp_path: Path) -> None:
+    (tmp_path / "HOST.md").write_text("# Host\n\n## The VM on GCP: `gcloud`\n")
+    page = tmp_path / "PAGE.md"
+    page.write_text("[a](HOST.md#the-vm-on-gcp-gcloud) [b](HOST.md#the-vm) [c](GONE.md) [d](https://x.org/#y)\n")
+    assert broken_links(page) == ["HOST.md#the-vm: no such section", "GONE.md: no such file"]
