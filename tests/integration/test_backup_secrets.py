@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +22,11 @@ from ops.backup.run import BackupFailed, run_backup
 from ops.config import load_settings
 from ops.envfile import read_env_file
 from ops.recover import _check_key_table
+from tests.conftest import REPO
 from tests.integration.test_backup import age_keys, cluster, new_context, qdrant  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
+OPS = (sys.executable, "-m", "ops.cli")
 
 
 def test_vps_env_is_never_stored_in_clear(new_context: Callable[..., BackupContext]) -> None:
@@ -88,3 +94,36 @@ def test_the_keys_fingerprints_travel_in_the_dump_and_a_fresh_key_over_them_is_r
     settings.env_file.write_text(fresh)
     with pytest.raises(keyguard.KeyMismatch, match=r"^LITELLM_SALT_KEY in vps.env is not the key .*\(table ops_key_guard\)"):
         _check_key_table(ctx, load_settings(ctx.project_dir))
+
+
+def test_slice_10_drills_an_encrypted_backup_with_the_identity_given_at_run_time(
+    new_context: Callable[..., BackupContext], age_keys: tuple[str, Path, Path], project: Path
+) -> None:
+    from ops.slices import run_verify as verify_slice
+    from ops.slices import slice_10
+    from ops.slices.base import Target
+
+    recipient, identity, _ = age_keys
+    ctx = new_context(OPS_BACKUP_AGE_RECIPIENTS=recipient)  # the VM's vps.env: the recipients only
+    with (project / "vps.env").open("a") as env:
+        cron = project / "cron.d" / "aistack-backups"
+        env.write(f"OPS_BACKUP_CRON_FILE={cron}\nOPS_BACKUP_LOCK={project / 'lock'}\nOPS_BACKUP_LOG={project / 'log'}\n")
+    (project / ".venv").symlink_to(REPO / ".venv")  # the job runs "$OPS_PROJECT_DIR/.venv/bin/ops"
+    settings = load_settings(project)
+    assert slice_10.install(settings) == [f"installed {cron}"]
+    assert "backup drill >>" not in cron.read_text()  # the crontab cannot drill: the identity is not on the VM
+    target = Target("http://127.0.0.1:9", "sk-x", "http://127.0.0.1:9", "pk", "sk", settings=settings)
+
+    without = verify_slice(10, target)
+
+    assert not without.ok and "give its age identity at run time with --identity FILE" in without.checks[-1].detail
+    given = dataclasses.replace(settings, env={**settings.env, "OPS_BACKUP_AGE_IDENTITY": str(identity)})  # as --identity
+    with_key = verify_slice(10, dataclasses.replace(target, settings=given))
+    assert with_key.ok, with_key.to_dict()
+    assert [c.name for c in with_key.checks][-1] == "restore test succeeds"
+    drill = subprocess.run(
+        [*OPS, "backup", "drill", "--identity", "-", "--json", "--project-dir", str(project)],
+        input=identity.read_text(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert drill.returncode == 0 and json.loads(drill.stdout)["ok"], drill.stdout + drill.stderr
+    assert catalog.load(ctx).encrypted
