@@ -243,7 +243,7 @@ def slice_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds the services have to become healthy (each way).")
 def deploy(project_dir: Path, dry_run: bool, yes: bool, as_json: bool, timeout: float) -> None:
-    """Bring the running stack to the project's files, health-gated; roll back and exit 1 if health fails."""
+    """Bring the running stack to the project's files, health-gated; roll back, exit 1 if health fails (3: rollback failed)."""
     from ops.deploy import check_timeout, deploy_text, run_deploy
     from ops.interrupts import Interrupted
 
@@ -261,7 +261,7 @@ def deploy(project_dir: Path, dry_run: bool, yes: bool, as_json: bool, timeout: 
         _emit(report.to_dict())
     else:
         click.echo(deploy_text(report))
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok else 3 if report.outcome == "rollback-failed" else 1)
 
 
 @main.command()

@@ -36,15 +36,16 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ops.config import COMPOSE_FILE, ENV_FILE, ROUTING_RULES, Settings
+from ops.config import COMPOSE_FILE, ENV_FILE, ROUTING_RULES, Settings, load_settings
 from ops.errors import ConfigError, OpsError, ServiceError
-from ops.health import HealthReport
-from ops.interrupts import shielded, signals_as_exceptions
+from ops.health import HealthReport, run_health
+from ops.interrupts import Interrupted, shielded, signals_as_exceptions
 from ops.journal import Journal, Lock
 from ops.runtime.compose import Compose, ContainerState
 from ops.runtime.gate import NotHealthy, down_text, wait_healthy
@@ -136,11 +137,12 @@ class DeployPlan:
 
 @dataclass
 class DeployReport:
-    outcome: str  # ok | rolled-back | dry-run
+    outcome: str  # ok | rolled-back | rollback-failed | dry-run
     plan: DeployPlan
     record: str = ""  # the deploy's directory under .ops/deploys
     steps: list[str] = field(default_factory=list)
     error: str = ""  # what failed, when it rolled back
+    rollback_error: str = ""  # why the rollback failed too (outcome rollback-failed)
     rollback: list[str] = field(default_factory=list)
     health: HealthReport | None = None
     notes: list[str] = field(default_factory=list)
@@ -158,6 +160,7 @@ class DeployReport:
             "steps": self.steps,
             "error": self.error,
             "rollback": self.rollback,
+            "rollback_error": self.rollback_error,
             "health": self.health.to_dict() if self.health else None,
             "notes": self.notes,
         }
@@ -252,6 +255,7 @@ def recorded_files(settings: Settings) -> dict[str, RecordedFile]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise OpsError(f"{state_file} cannot be read ({exc}): move it aside and deploy again") from exc
         for name, existed in present.items():
+            engine.record_target(settings.project_dir, name)  # a record from a backup must not name ../x or /etc/x
             if index > 0 and name in SLICE_COPIES_TOO_OLD:
                 continue
             if name not in found:
@@ -469,7 +473,10 @@ def _save_record(
                     modes[name] = before.mode
             elif before.existed:
                 del previous[name]  # a recorded copy gone missing: not restorable, left as it is
-        attempted, attempted_modes = engine.save_files(project, tracked, partial / "attempted")
+        # every file a rollback may overwrite or remove is kept: the tracked ones and those only recorded (a file
+        # deployed before whose profile is now off), so a hand edit of it is in attempted/ too
+        previous, modes = _untracked_before(settings, tracked, recorded, partial / "previous", previous, modes)
+        attempted, attempted_modes = engine.save_files(project, sorted(set(tracked) | set(previous)), partial / "attempted")
         images = {}
         for spec in specs:
             container = running.get(spec.name)
@@ -493,6 +500,34 @@ def _save_record(
         raise
     partial.rename(directory)
     return directory
+
+
+def _untracked_before(
+    settings: Settings,
+    tracked: list[str],
+    recorded: dict[str, RecordedFile],
+    target: Path,
+    previous: dict[str, bool],
+    modes: dict[str, int],
+) -> tuple[dict[str, bool], dict[str, int]]:
+    """Given the tracked files no record names, once a deploy was recorded: return previous and modes with each
+    one as it was at that deploy. Untouched since (modified before .ops/deployed was written): its copy is saved
+    under target, as it is now. Added since (a new workflow, a new mount): absent, so a rollback removes it (its
+    copy is in the record's attempted/). Before any deploy they stay unknown (a rollback leaves them)."""
+    state = deployed_dir(settings) / "state.json"
+    if not state.is_file():
+        return previous, modes
+    deployed_at = state.stat().st_mtime_ns
+    for name in tracked:
+        path = settings.project_dir / name
+        if name in recorded or name in previous:
+            continue
+        if path.is_file() and path.stat().st_mtime_ns < deployed_at:
+            engine._private_copy(path, target / name)
+            previous[name], modes[name] = True, path.stat().st_mode & 0o777
+        else:
+            previous[name] = False
+    return previous, modes
 
 
 def _record_deployed(settings: Settings, record: Path) -> None:
@@ -548,12 +583,13 @@ def _deploy_workflow(runtime: engine.Runtime) -> list[str]:
 
 
 def run_deploy(settings: Settings, *, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT) -> DeployReport:
-    """Given Settings, deploy the project's files to the running stack; return the report (not ok: rolled back).
+    """Given Settings, deploy the project's files to the running stack; return the report (not ok: rolled back,
+    or outcome rollback-failed when the rollback failed too).
 
     Raise ConfigError on a bad timeout, placeholder secrets or unreadable records; LockError (an OpsError) while
     a slice or another deploy holds the operator lock (nothing changed then); OpsError if the record cannot be
-    written (nothing changed either) or the rollback fails (journaled rollback-failed); Interrupted on SIGTERM,
-    SIGHUP or SIGINT after releasing the lock (during a rollback: once it has finished).
+    written (nothing changed either); Interrupted on SIGTERM, SIGHUP or SIGINT after rolling back and releasing
+    the lock (during a rollback: once it has finished).
     """
     check_timeout(timeout)
     runtime = engine.Runtime.for_settings(settings)
@@ -567,11 +603,43 @@ def run_deploy(settings: Settings, *, dry_run: bool = False, timeout: float = DE
         require_startable_volume(runtime.compose)  # an older major's volume: refuse before compose recreates postgres
         runtime.compose.up(["postgres"])  # the journal and the lock live there
     journal = Journal(runtime.psql)
-    with signals_as_exceptions(), Lock(runtime.psql, "deploy"):
+    notes: list[str] = []
+    with signals_as_exceptions(), _locked(runtime, notes):
         plan, specs, running = make_plan(settings, stack)  # under the lock: no slice changes the stack meanwhile
-        report = _deploy(settings, runtime, stack, journal, plan, specs, running, timeout)
+        healthy_before = _healthy_now(settings, [n for n, c in running.items() if c.running])
+        report = _deploy(settings, runtime, stack, journal, plan, specs, running, timeout, healthy_before)
         report.notes += _prune(settings)
-        return report
+        report.notes += notes  # filled in when the lock's release failed (on leaving the with)
+    return report
+
+
+@contextlib.contextmanager
+def _locked(runtime: engine.Runtime, notes: list[str]) -> Iterator[None]:
+    """Hold the operator lock; its release is best-effort (a note), since the deploy may have left Postgres down."""
+    lock = Lock(runtime.psql, "deploy")
+    lock.__enter__()
+    try:
+        yield
+    finally:
+        try:
+            lock.__exit__()
+        except Exception as exc:
+            notes.append(
+                f"the operator lock could not be released ({engine._reason(exc)}): once Postgres is up, `ops lock break --yes`"
+            )
+
+
+def _healthy_now(settings: Settings, running: list[str]) -> tuple[str, ...] | None:
+    """Given the running services, return the probes of those that pass `ops health` now, before the deploy
+    (a rollback is gated on these only); None when the health run itself fails (the rollback then asks all)."""
+    probes = probes_for(running)
+    if not probes:
+        return ()
+    try:
+        report = run_health(settings, only=probes)
+    except Exception:
+        return None
+    return tuple(r.name for r in report.results if r.ok)
 
 
 def _deploy(
@@ -583,6 +651,7 @@ def _deploy(
     specs: list[ServiceSpec],
     running: dict[str, Running],
     timeout: float,
+    healthy_before: tuple[str, ...] | None = None,
 ) -> DeployReport:
     """The journaled part of run_deploy, under the lock."""
     services = [s.name for s in specs]
@@ -617,6 +686,12 @@ def _deploy(
             report.error = _what_failed(row.step, exc)
             if isinstance(exc, NotHealthy):
                 report.health = exc.report
+        except Interrupted as exc:  # SIGTERM, a dropped ssh session: never leave the stack half-deployed
+            report.error = f"{exc} during {row.step}"
+            row.step = f"the rollback (after: {report.error})"
+            with shielded():  # a second signal is ignored while unwinding; the rollback finishes first
+                _undo(settings, runtime, stack, row, report, record, plan, specs, timeout, healthy_before, "interrupted")
+            raise
         if not report.error:
             with shielded():  # the change is live and healthy: record it whole
                 _record_deployed(settings, record)
@@ -625,20 +700,63 @@ def _deploy(
             return report
         row.step = f"the rollback (after: {report.error})"
         with shielded():  # a signal waits until the rollback has finished
-            row.mark("rolling-back", f"{report.error}; rolling back to {record.name}")
-            try:
-                report.rollback = _roll_back(settings, runtime, stack, record, plan, _Clock(timeout))
-            except Exception as exc:
-                detail = f"{report.error}; the rollback to {record.name} failed too: {engine._reason(exc)}"
-                row.finish("rollback-failed", detail)
-                raise OpsError(
-                    f"deploy: {detail}. Fix the cause, then run `ops deploy` again (the previous files are in "
-                    f".ops/deploys/{record.name}/previous)"
-                ) from exc
-            row.finish("rolled-back", f"{report.error}; restored {record.name}")
-            rolled = record.rename(record.with_name(record.name + engine.ROLLED_BACK))
-        report.outcome, report.record = "rolled-back", rolled.name
+            _undo(settings, runtime, stack, row, report, record, plan, specs, timeout, healthy_before, "rolled-back")
         return report
+
+
+def _undo(
+    settings: Settings,
+    runtime: engine.Runtime,
+    stack: Stack,
+    row: Any,
+    report: DeployReport,
+    record: Path,
+    plan: DeployPlan,
+    specs: list[ServiceSpec],
+    timeout: float,
+    healthy_before: tuple[str, ...] | None,
+    outcome: str,
+) -> None:
+    """Roll the deploy back and journal it (outcome when it worked, else rollback-failed); fill in report.
+
+    The journal lives in the stack's own Postgres, which the deploy may have broken: its writes here are
+    best-effort (a failed one is a note), so the rollback always runs. The record is renamed -rolled-back.
+    """
+    _journal_best_effort(
+        report, "rolling-back", lambda: row.mark("rolling-back", f"{report.error}; rolling back to {record.name}")
+    )
+    try:
+        report.rollback = _roll_back(settings, runtime, stack, record, plan, specs, _Clock(timeout), healthy_before)
+    except Exception as exc:
+        report.outcome = "rollback-failed"
+        report.rollback_error = engine._reason(exc)
+        detail = f"{report.error}; the rollback to {record.name} failed too: {report.rollback_error}"
+        _finish_best_effort(row, report, "rollback-failed", detail)
+        return
+    _finish_best_effort(row, report, outcome, f"{report.error}; restored {record.name}")
+    report.outcome = "rolled-back"
+    try:
+        rolled = record.rename(record.with_name(record.name + engine.ROLLED_BACK))
+    except OSError as exc:
+        report.notes.append(f"the record could not be renamed {record.name}{engine.ROLLED_BACK} ({exc}); it is kept as it is")
+        return
+    report.record = rolled.name
+
+
+def _journal_best_effort(report: DeployReport, what: str, write: Callable[[], None]) -> bool:
+    """Write to the journal; on failure (Postgres down) add a note to the report; return True if it was written."""
+    try:
+        write()
+    except Exception as exc:
+        report.notes.append(f"the journal could not record {what} (its Postgres: {engine._reason(exc)})")
+        return False
+    return True
+
+
+def _finish_best_effort(row: Any, report: DeployReport, outcome: str, detail: str) -> None:
+    """Finish the journal row (best-effort, see _journal_best_effort); it counts as finished either way."""
+    _journal_best_effort(report, outcome, lambda: row.finish(outcome, detail))
+    row.done = True
 
 
 def _stop_the_rest(stack: Stack, plan: DeployPlan, report: DeployReport) -> list[str]:
@@ -681,9 +799,22 @@ def _after_build(
 
 
 def _roll_back(
-    settings: Settings, runtime: engine.Runtime, stack: Stack, record: Path, plan: DeployPlan, clock: _Clock
+    settings: Settings,
+    runtime: engine.Runtime,
+    stack: Stack,
+    record: Path,
+    plan: DeployPlan,
+    specs: list[ServiceSpec],
+    clock: _Clock,
+    healthy_before: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Put the previous files and images back, bring the services that ran back up as they were, health-gate them."""
+    """Put the previous files and images back, bring the services that ran back up as they were, health-gate them.
+
+    Every service that ran before and whose container now differs from the restored files (compose's
+    configuration hash, the image it runs, a mounted file restored) is recreated, not only those the plan
+    changed: an interrupted deploy, run again, plans as unchanged what it had already recreated. The gate asks
+    the services that passed `ops health` before the deploy (healthy_before; None: every one that ran).
+    """
     state = json.loads((record / "state.json").read_text())
     steps = []
     previous = state["previous"]
@@ -692,6 +823,8 @@ def _roll_back(
     steps += [f"removed {name} (saved in {record.name}/attempted)" for name in removed]
     if state["unknown"]:
         steps.append(f"left as they are (no earlier version recorded): {', '.join(state['unknown'])}")
+    # vps.env may be restored: its secrets, profiles and project name are the previous ones from here on
+    settings, runtime, stack = _fresh(settings.project_dir)
     for image in state["images"].values():
         if image["reference"] and stack.image_id(image["reference"]) != image["id"]:
             stack.tag(image["id"], image["reference"])
@@ -702,15 +835,47 @@ def _roll_back(
         stack.compose.stop_and_remove(started)
         steps.append(f"stopped {', '.join(started)} (not running before the deploy)")
     changed = [a.service for a in plan.services if a.action in ("start", "recreate", "rebuild") and a.service in was_running]
+    changed += _differing(stack, state, specs, was_running, {*restored, *removed})
+    changed = [s for s in was_running if s in changed]
     if changed:
         stack.compose.up(changed, timeout=clock.left(), force_recreate=True)
         steps.append(f"recreated {', '.join(changed)} from the previous files and images")
     if plan.workflows:
         steps += _deploy_workflow(runtime)
-    report = _gate(settings, was_running, clock)
+    gated = was_running if healthy_before is None else [s for s in was_running if PROBE_OF.get(s, s) in healthy_before]
+    report = _gate(settings, gated, clock)
     if report is not None:
         steps.append(f"healthy again: {', '.join(r.name for r in report.results)}")
     return steps
+
+
+def _fresh(project_dir: Path) -> tuple[Settings, engine.Runtime, Stack]:
+    """Given the project directory, return its Settings, Runtime and Stack read now (after vps.env was restored)."""
+    settings = load_settings(project_dir)
+    runtime = engine.Runtime.for_settings(settings)
+    return settings, runtime, Stack(runtime.compose)
+
+
+def _differing(
+    stack: Stack, state: dict[str, Any], specs: list[ServiceSpec], was_running: list[str], files: set[str]
+) -> list[str]:
+    """Given the restored stack, return the services that ran before whose container differs from the previous
+    files and images: compose's configuration hash, the image it runs, or a file it mounts was restored."""
+    mounts = {s.name: set(s.mounts) for s in specs}
+    wanted = stack.compose.config_hashes(was_running)
+    now = stack.running()
+    differing = []
+    for name in was_running:
+        container, image = now.get(name), state["images"].get(name)
+        if (
+            container is None
+            or not container.running
+            or container.config_hash != wanted.get(name)
+            or (image is not None and container.image_id != image["id"])
+            or mounts.get(name, set()) & files
+        ):
+            differing.append(name)
+    return differing
 
 
 def _gate(settings: Settings, services: list[str], clock: _Clock) -> HealthReport | None:
@@ -719,22 +884,34 @@ def _gate(settings: Settings, services: list[str], clock: _Clock) -> HealthRepor
     return wait_healthy(settings, probes, timeout=clock.left()) if probes else None
 
 
-def _prune(settings: Settings) -> list[str]:
-    """Delete the deploy records past KEEP_DEPLOYS (and any .partial); return notes for the operator."""
+def _prune(settings: Settings, now: datetime | None = None) -> list[str]:
+    """Delete the deploy records past KEEP_DEPLOYS (and any .partial); return notes for the operator.
+
+    A rolled-back record (its attempted/ may hold the only copy of an edit, vps.env's too) does not count
+    toward KEEP_DEPLOYS: it is kept engine.BEFORE_ROLLBACK_DAYS, as the slices keep what a rollback replaced.
+    """
     directory = deploys_dir(settings)
+    now = now or datetime.now(UTC)
+    notes = []
     try:
         names = sorted(p.name for p in directory.iterdir() if p.is_dir())
-        infos = [
-            engine.SnapshotInfo(n, 0, "deploy", not n.endswith(engine.PARTIAL), "partial" if n.endswith(engine.PARTIAL) else "")
-            for n in names
-        ]
-        pruning = engine.snapshots_to_prune(infos, KEEP_DEPLOYS)
+        rolled = [n for n in names if n.endswith(engine.ROLLED_BACK)]
+        plain = [n for n in names if not n.endswith(engine.PARTIAL) and n not in rolled]
+        delete = [n for n in names if n.endswith(engine.PARTIAL)] + plain[: max(0, len(plain) - KEEP_DEPLOYS)]
+        for name in rolled:
+            try:
+                taken = datetime.strptime(name.split("-", 1)[0], engine.STAMP).replace(tzinfo=UTC)
+            except ValueError:
+                continue  # not a name deploy writes: kept
+            if now - taken > timedelta(days=engine.BEFORE_ROLLBACK_DAYS):
+                delete.append(name)
+                notes.append(f"deleted {name}: a rolled-back deploy's record is kept {engine.BEFORE_ROLLBACK_DAYS} days")
         with shielded():
-            for name in pruning.delete:
+            for name in delete:
                 shutil.rmtree(directory / name, ignore_errors=True)
     except OSError as exc:
         return [f"pruning {directory} failed: {exc}"]
-    return pruning.notes
+    return notes
 
 
 def deploy_text(report: DeployReport) -> str:
@@ -753,6 +930,13 @@ def deploy_text(report: DeployReport) -> str:
         lines.append(f"dry run: nothing changed ({len(plan.changing)} service(s) would change)")
     elif report.outcome == "ok":
         lines.append(f"OK: deployed ({', '.join(plan.changing) or 'nothing changed'}); record {report.record}")
+    elif report.outcome == "rollback-failed":
+        lines.append(f"FAILED: {report.error}")
+        lines.append(f"ROLLBACK FAILED too: {report.rollback_error}")
+        lines.append(
+            f"the stack may run a mix of both versions: fix the cause, then run `ops deploy` again (the previous files "
+            f"are in .ops/deploys/{report.record}/previous, the attempted ones in .../attempted)"
+        )
     else:
         lines.append(f"FAILED: {report.error}")
         lines += [f"  rollback: {step}" for step in report.rollback]

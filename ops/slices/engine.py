@@ -50,7 +50,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ops.backup.context import PostgresAccess
 from ops.config import Settings
-from ops.errors import OpsError, ServiceError
+from ops.errors import ConfigError, OpsError, ServiceError
 from ops.interrupts import Interrupted, shielded, signals_as_exceptions
 from ops.journal import Entry, Journal, Lock, Psql, satisfies_prerequisite
 from ops.runtime.compose import Compose
@@ -283,13 +283,36 @@ def save_files(project: Path, names: Iterable[str], target: Path) -> tuple[dict[
     return present, modes
 
 
+def record_target(project: Path, name: str) -> Path:
+    """Given the project and a file name read from a record (a state.json), return the file's path in the project.
+
+    Raise ConfigError if the name is absolute, holds `..`, resolves outside the project (a symlinked directory)
+    or is a symlink: a record can come back from a backup (`ops recover`), and restoring it must never write
+    or delete outside the project.
+    """
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        raise ConfigError(f"a record names the file {name!r}, which is not a path inside the project: move that record aside")
+    target = project / relative
+    if target.is_symlink():
+        raise ConfigError(
+            f"a record names the file {name!r}, which is a symlink in the project: restoring would write through it"
+        )
+    if not target.resolve().is_relative_to(project.resolve()):
+        raise ConfigError(f"a record names the file {name!r}, which resolves outside the project: move that record aside")
+    return target
+
+
 def restore_files(project: Path, present: dict[str, bool], modes: dict[str, Any], source: Path) -> tuple[list[str], list[str]]:
     """Given the project and what save_files returned for source, put each file back as it was saved: copied
     back with its own mode, or removed when it did not exist; return (restored, removed) names. A file
-    already equal to its saved copy is left alone (and not named)."""
+    already equal to its saved copy is left alone (and not named). Raise ConfigError, before changing anything,
+    if a name is not a plain file inside the project (see record_target)."""
+    for name in present:
+        record_target(project, name)
     restored, removed = [], []
     for name, existed in present.items():
-        target = project / name
+        target = record_target(project, name)
         if existed:
             if target.exists() and target.read_bytes() == (source / name).read_bytes():
                 continue
