@@ -266,6 +266,39 @@ def deploy(project_dir: Path, dry_run: bool, yes: bool, as_json: bool, timeout: 
 
 @main.command()
 @project_dir_option
+@click.argument("service")
+@click.option("--to", "version", required=True, metavar="VERSION", help="The release tag to run, e.g. 2.41.0 or 18.7-trixie.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before upgrading (the service stops meanwhile).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds the new (or old) version has to pass ops health.")
+@click.option("--from-image", metavar="IMAGE", help="Postgres major only: the old major's image, if no container has it.")
+def upgrade(
+    project_dir: Path, service: str, version: str, dry_run: bool, yes: bool, as_json: bool, timeout: float, from_image: str | None
+) -> None:
+    """Upgrade SERVICE (n8n, langfuse, litellm, postgres) to VERSION; roll back and exit 1 if it fails."""
+    from ops.interrupts import Interrupted
+    from ops.upgrade import check_timeout, run_upgrade, upgrade_text
+
+    settings = load_settings(project_dir)
+    check_timeout(timeout)
+    if not (yes or dry_run):
+        click.echo(upgrade_text(run_upgrade(settings, service, version, dry_run=True, from_image=from_image)))
+        click.confirm(f"upgrade {service}?", abort=True)
+    try:
+        report = run_upgrade(settings, service, version, dry_run=dry_run, timeout=timeout, from_image=from_image)
+    except Interrupted as exc:  # rolled back if anything had changed; the lock is released, the journal says which
+        click.echo(f"error: upgrade: {exc}; whatever it had changed was rolled back (copy under .ops/upgrades/)", err=True)
+        sys.exit(exc.exit_code)
+    if as_json:
+        _emit(report.to_dict())
+    else:
+        click.echo(upgrade_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@project_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(project_dir: Path, as_json: bool) -> None:
     """Each slice's latest operation, from the journal."""

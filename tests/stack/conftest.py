@@ -225,8 +225,11 @@ services:
 """
 
 
-def new_stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
-    """A project copy using the stand-ins: vps.env generated, the fakes started, torn down with its volumes."""
+def new_stack_project(
+    images: dict[str, str], tmp_path: Path, start: tuple[str, ...] = ("postgres", "mock-provider", "langfuse-fake")
+) -> Iterator[StackProject]:
+    """A project copy using the stand-ins: vps.env generated, the start services (Postgres and the fakes) started,
+    torn down with its volumes."""
     target = tmp_path / "project"
     target.mkdir()
     for name in PROJECT_FILES:
@@ -265,10 +268,8 @@ def new_stack_project(images: dict[str, str], tmp_path: Path) -> Iterator[StackP
         text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
     settings.env_file.write_text(text)
     try:
-        up = project.compose(
-            "up", "--detach", "--wait", "--wait-timeout", "240", "postgres", "mock-provider", "langfuse-fake", check=False
-        )
-        if up.returncode != 0:
+        up = project.compose("up", "--detach", "--wait", "--wait-timeout", "240", *start, check=False) if start else None
+        if up is not None and up.returncode != 0:
             state = project.compose("ps", "--all", check=False).stdout
             logs = project.compose("logs", "--tail", "30", check=False).stdout
             pytest.fail(f"the stand-in stack did not come up:\n{up.stderr[-2000:]}\n{state}\n{logs[-4000:]}")

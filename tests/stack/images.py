@@ -207,6 +207,62 @@ RECIPES = {
     ),
 }
 
+POSTGRES15_ENTRYPOINT = r"""#!/bin/bash
+# Stand-in for the official postgres:15 image's entrypoint (source: docker-library/postgres
+# 15/bookworm/docker-entrypoint.sh), for what the stack used it for: PGDATA /var/lib/postgresql/data
+# (the volume's root), initdb from POSTGRES_USER/POSTGRES_PASSWORD on the first start (initdb's own
+# trust for local connections, `host all all all scram-sha-256` appended), the server run as postgres.
+# UTF8 is given to initdb: the official image gets it from LANG=en_US.utf8, which this rootfs has no locale for
+# (the 18 stand-in does the same, so a dump of one restores into the other as on the real images).
+set -euo pipefail
+case "${1:-}" in -*) set -- postgres "$@" ;; esac
+if [ "${1:-}" = "postgres" ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  chmod 700 "$PGDATA"
+  find "$PGDATA" /var/run/postgresql \! -user postgres -exec chown postgres:postgres '{}' +
+  if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > /tmp/pwfile
+    chown postgres /tmp/pwfile
+    runuser -u postgres -- initdb -D "$PGDATA" --username="${POSTGRES_USER:-postgres}" --pwfile=/tmp/pwfile -E UTF8 >/dev/null
+    rm -f /tmp/pwfile
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  fi
+  # exec as postgres, as gosu does there: the server is the container's first process and gets its signals
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
+fi
+exec "$@"
+"""
+
+# A real PostgreSQL 15, as the stack ran before it moved to 18 (ops upgrade postgres's test moves its data):
+# Debian bookworm's postgresql-15 installed the way the official image installs it (source: docker-library/postgres
+# 15/bookworm/Dockerfile: user and group 999 first, postgresql-common with create_main_cluster = false, then
+# postgresql-15; listen_addresses '*' in the sample config; PATH, PGDATA, VOLUME, ENTRYPOINT, CMD). Not in RECIPES:
+# only the tests that need it build it (tests/stack/test_upgrade_on_docker.py).
+POSTGRES15 = Recipe(
+    "postgres15",
+    (),
+    (
+        "ENV PG_MAJOR=15",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/15/bin",
+        "ENV PGDATA=/var/lib/postgresql/data",
+        "VOLUME /var/lib/postgresql/data",
+        'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+        'CMD ["postgres"]',
+    ),
+    files=(("/usr/local/bin/docker-entrypoint.sh", POSTGRES15_ENTRYPOINT, 0o755),),
+    run=(
+        "groupadd -r postgres --gid=999",
+        "useradd -r -g postgres --uid=999 --home-dir=/var/lib/postgresql --shell=/bin/bash postgres",
+        "mkdir -p /var/lib/postgresql && chown -R postgres:postgres /var/lib/postgresql",
+        "apt-get install -y -qq --no-install-recommends postgresql-common",
+        r"sed -ri 's/#(create_main_cluster) .*$/\1 = false/' /etc/postgresql-common/createcluster.conf",
+        "apt-get install -y -qq --no-install-recommends postgresql-15",
+        r"""sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" /usr/share/postgresql/15/postgresql.conf.sample""",
+        "mkdir -p /var/run/postgresql && chown -R postgres:postgres /var/run/postgresql && chmod 2777 /var/run/postgresql",
+        "mkdir -p /var/lib/postgresql/data && chown -R postgres:postgres /var/lib/postgresql/data",
+    ),
+)
+
 
 def _run(argv: list[str], **kwargs: object) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
