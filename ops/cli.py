@@ -249,13 +249,16 @@ def deploy(project_dir: Path, dry_run: bool, yes: bool, as_json: bool, timeout: 
 
     settings = load_settings(project_dir)
     check_timeout(timeout)
+    approved = None  # --yes: whatever the plan is under the lock
     if not (yes or dry_run):
-        click.echo(deploy_text(run_deploy(settings, dry_run=True)))
+        shown = run_deploy(settings, dry_run=True)
+        click.echo(deploy_text(shown))
         click.confirm("deploy?", abort=True)
+        approved = shown.plan.hash
     try:
-        report = run_deploy(settings, dry_run=dry_run, timeout=timeout)
+        report = run_deploy(settings, dry_run=dry_run, timeout=timeout, approved=approved)
     except Interrupted as exc:  # the lock is released and the journal says interrupted by now
-        click.echo(f"error: deploy: {exc}; see the journal (.ops/deploys holds the previous files)", err=True)
+        click.echo(f"error: deploy: {exc}; rolled back first, unless the journal says rollback-failed (.ops/deploys)", err=True)
         sys.exit(exc.exit_code)
     if as_json:
         _emit(report.to_dict())

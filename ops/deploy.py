@@ -582,14 +582,17 @@ def _deploy_workflow(runtime: engine.Runtime) -> list[str]:
     return slice_04.deploy(runtime)
 
 
-def run_deploy(settings: Settings, *, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT) -> DeployReport:
+def run_deploy(
+    settings: Settings, *, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT, approved: str | None = None
+) -> DeployReport:
     """Given Settings, deploy the project's files to the running stack; return the report (not ok: rolled back,
     or outcome rollback-failed when the rollback failed too).
 
     Raise ConfigError on a bad timeout, placeholder secrets or unreadable records; LockError (an OpsError) while
     a slice or another deploy holds the operator lock (nothing changed then); OpsError if the record cannot be
-    written (nothing changed either); Interrupted on SIGTERM, SIGHUP or SIGINT after rolling back and releasing
-    the lock (during a rollback: once it has finished).
+    written (nothing changed either), or if approved (the hash of the plan the operator confirmed) differs from
+    the plan made under the lock (nothing changed); Interrupted on SIGTERM, SIGHUP or SIGINT after rolling back
+    and releasing the lock (during a rollback: once it has finished).
     """
     check_timeout(timeout)
     runtime = engine.Runtime.for_settings(settings)
@@ -606,11 +609,24 @@ def run_deploy(settings: Settings, *, dry_run: bool = False, timeout: float = DE
     notes: list[str] = []
     with signals_as_exceptions(), _locked(runtime, notes):
         plan, specs, running = make_plan(settings, stack)  # under the lock: no slice changes the stack meanwhile
+        check_approved(plan, approved)
         healthy_before = _healthy_now(settings, [n for n, c in running.items() if c.running])
         report = _deploy(settings, runtime, stack, journal, plan, specs, running, timeout, healthy_before)
         report.notes += _prune(settings)
         report.notes += notes  # filled in when the lock's release failed (on leaving the with)
     return report
+
+
+def check_approved(plan: DeployPlan, approved: str | None) -> None:
+    """Given the plan made under the lock and the hash of the one the operator confirmed (None: --yes), return.
+
+    Raise OpsError if they differ: a file, an image or a container changed between the question and the lock.
+    """
+    if approved is not None and plan.hash != approved:
+        raise OpsError(
+            f"the plan changed since you confirmed it (plan {approved}, now {plan.hash}: a file, an image or a "
+            "container changed meanwhile); nothing was changed: run `ops deploy` again to see the new plan"
+        )
 
 
 @contextlib.contextmanager

@@ -25,7 +25,9 @@ import pytest
 from ops import deploy
 from ops.config import Settings, load_settings
 from ops.deploy import DeployPlan, DeployReport, Running, ServiceAction, ServiceSpec
-from ops.errors import ConfigError, ServiceError
+from ops.errors import ConfigError, OpsError, ServiceError
+from ops.health import HealthReport
+from ops.health.base import ProbeResult
 from ops.interrupts import Interrupted
 from ops.secrets import init_secrets
 from ops.slices import engine
@@ -343,3 +345,28 @@ def test_a_rollback_that_fails_is_reported_not_raised(settings: Settings, monkey
     report, _ = run_failing_deploy(settings, monkeypatch, journal, ServiceError("compose up failed"), failing_rollback)
     assert report is not None and report.outcome == "rollback-failed" and report.rollback_error == "postgres is still down"
     assert journal.finished[0][0] == "rollback-failed" and not report.ok
+
+
+def test_the_baseline_is_the_services_healthy_before_the_deploy(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, ...]] = []
+
+    def health(settings: Settings, *, only: tuple[str, ...] = (), **kwargs: object) -> HealthReport:
+        asked.append(only)
+        return HealthReport(
+            tuple(ProbeResult(name, name != "litellm", 1.0, "503" if name == "litellm" else "ok") for name in only)
+        )
+
+    monkeypatch.setattr(deploy, "run_health", health)
+    assert deploy._healthy_now(settings, ["postgres", "postgres-init", "litellm", "langfuse-web"]) == ("postgres", "langfuse")
+    assert asked == [("postgres", "litellm", "langfuse")]
+
+
+def test_a_plan_that_changed_since_it_was_confirmed_is_refused() -> None:
+    confirmed = DeployPlan(
+        "aistack", [ServiceAction("litellm", "recreate", ["litellm-config.yaml changed"], True)], {}, False, True
+    )
+    deploy.check_approved(confirmed, confirmed.hash)
+    deploy.check_approved(confirmed, None)  # --yes
+    now = DeployPlan("aistack", [*confirmed.services, ServiceAction("redis", "recreate", ["vps.env changed"])], {}, False, True)
+    with pytest.raises(OpsError, match=rf"the plan changed since you confirmed it \(plan {confirmed.hash}, now {now.hash}"):
+        deploy.check_approved(now, confirmed.hash)
