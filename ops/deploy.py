@@ -604,7 +604,7 @@ def run_deploy(
     postgres = runtime.compose.ps().get("postgres")
     if postgres is None or not postgres.running:
         require_startable_volume(runtime.compose)  # an older major's volume: refuse before compose recreates postgres
-        runtime.compose.up(["postgres"])  # the journal and the lock live there
+        start_postgres(runtime.compose)  # the journal and the lock live there
     journal = Journal(runtime.psql)
     notes: list[str] = []
     with signals_as_exceptions(), _locked(runtime, notes):
@@ -615,6 +615,13 @@ def run_deploy(
         report.notes += _prune(settings)
         report.notes += notes  # filled in when the lock's release failed (on leaving the with)
     return report
+
+
+def start_postgres(compose: Compose) -> None:
+    """Start the stack's postgres for the journal and the lock, before the lock is held: its existing container as
+    it was created (the files last deployed), never recreated from files the deploy has not yet recorded.
+    Raise ServiceError if it does not become healthy."""
+    compose.run("up", "--detach", "--no-recreate", "--wait", "--wait-timeout", "300", "postgres", timeout=360)
 
 
 def check_approved(plan: DeployPlan, approved: str | None) -> None:

@@ -370,3 +370,10 @@ def test_a_plan_that_changed_since_it_was_confirmed_is_refused() -> None:
     now = DeployPlan("aistack", [*confirmed.services, ServiceAction("redis", "recreate", ["vps.env changed"])], {}, False, True)
     with pytest.raises(OpsError, match=rf"the plan changed since you confirmed it \(plan {confirmed.hash}, now {now.hash}"):
         deploy.check_approved(now, confirmed.hash)
+
+
+def test_postgres_is_started_as_it_was_created_before_the_lock_is_held() -> None:
+    asked: list[tuple[str, ...]] = []
+    compose = SimpleNamespace(run=lambda *args, **kwargs: asked.append(args))
+    deploy.start_postgres(compose)  # type: ignore[arg-type]
+    assert asked == [("up", "--detach", "--no-recreate", "--wait", "--wait-timeout", "300", "postgres")]
