@@ -114,6 +114,9 @@ class DeployPlan:
     workflows: bool  # the routing workflow goes into n8n
     recorded: bool  # an earlier deploy (or a verified slice) recorded the files the stack runs
     digest: str = ""
+    # the first deploy: True when every running container was created from the current vps.env and compose file
+    # (compose's hashes match), which are then recorded as the version a rollback puts back; None: not the first
+    baseline: bool | None = None
 
     @property
     def hash(self) -> str:
@@ -131,6 +134,7 @@ class DeployPlan:
             "files": self.files,
             "workflows": self.workflows,
             "recorded": self.recorded,
+            "baseline": self.baseline,
             "plan_hash": self.hash,
         }
 
@@ -439,7 +443,15 @@ def make_plan(settings: Settings, stack: Stack) -> tuple[DeployPlan, list[Servic
     project = str(config.get("name") or settings.project_dir.name)
     actions += to_stop(running, names)
     plan = DeployPlan(project, actions, changed, workflows_changed(changed, names), bool(recorded), digest)
+    if not (deployed_dir(settings) / "state.json").is_file():
+        plan.baseline = first_deploy_baseline(running, wanted)
     return plan, specs, running
+
+
+def first_deploy_baseline(running: dict[str, Running], wanted: dict[str, str]) -> bool:
+    """Given the containers and compose's hashes for the current files, return True if every running service of the
+    configuration was created from them: then vps.env and the compose file as they are now are what runs."""
+    return all(wanted[name] == c.config_hash for name, c in running.items() if c.running and name in wanted)
 
 
 # --- the deploy ----------------------------------------------------------------------------------------------
@@ -476,6 +488,11 @@ def _save_record(
         # every file a rollback may overwrite or remove is kept: the tracked ones and those only recorded (a file
         # deployed before whose profile is now off), so a hand edit of it is in attempted/ too
         previous, modes = _untracked_before(settings, tracked, recorded, partial / "previous", previous, modes)
+        if plan.baseline:  # the first deploy, and the containers run the current vps.env and compose file
+            for name in SLICE_COPIES_TOO_OLD & set(tracked) - set(previous):
+                if (project / name).is_file():
+                    engine._private_copy(project / name, partial / "previous" / name)
+                    previous[name], modes[name] = True, (project / name).stat().st_mode & 0o777
         attempted, attempted_modes = engine.save_files(project, sorted(set(tracked) | set(previous)), partial / "attempted")
         images = {}
         for spec in specs:
@@ -943,6 +960,11 @@ def deploy_text(report: DeployReport) -> str:
     plan = report.plan
     if not plan.recorded:
         lines.append("no earlier deploy recorded: each service that mounts a project file is recreated")
+    if plan.baseline is False:
+        lines.append(
+            "first deploy: the running containers were not created from the current vps.env and compose file, so a "
+            "rollback cannot put those two back (it leaves them as they are)"
+        )
     for action in plan.services:
         why = f"  ({'; '.join(action.reasons)})" if action.reasons else ""
         lines.append(f"{action.service:<16}{action.action}{why}")

@@ -377,3 +377,20 @@ def test_postgres_is_started_as_it_was_created_before_the_lock_is_held() -> None
     compose = SimpleNamespace(run=lambda *args, **kwargs: asked.append(args))
     deploy.start_postgres(compose)  # type: ignore[arg-type]
     assert asked == [("up", "--detach", "--no-recreate", "--wait", "--wait-timeout", "300", "postgres")]
+
+
+def test_the_first_deploy_records_vps_env_and_compose_when_the_containers_run_them(settings: Settings) -> None:
+    containers = running(litellm="h-litellm", redis="h-redis") | {"qdrant": Running("c-q", False, "sha256:q", "h-other")}
+    assert deploy.first_deploy_baseline(containers, {"litellm": "h-litellm", "redis": "h-redis", "qdrant": "h-q"})
+    assert not deploy.first_deploy_baseline(containers, {"litellm": "h-litellm", "redis": "h-redis-new"})
+
+    plan = DeployPlan("aistack", [], {}, False, False, baseline=True)
+    record = deploy._save_record(settings, plan, SPECS, {}, FakeStack(FakeCompose({}), {}))  # type: ignore[arg-type]
+    state = json.loads((record / "state.json").read_text())
+    assert state["previous"]["files"]["vps.env"] is True and "vps.env" not in state["unknown"]
+    assert (record / "previous" / "vps.env").read_bytes() == settings.env_file.read_bytes()
+
+    plan.baseline = False
+    record = deploy._save_record(settings, plan, SPECS, {}, FakeStack(FakeCompose({}), {}))  # type: ignore[arg-type]
+    assert "vps.env" in json.loads((record / "state.json").read_text())["unknown"]
+    assert "a rollback cannot put those two back" in deploy.deploy_text(DeployReport("dry-run", plan))
