@@ -131,6 +131,13 @@ def _connect(target: HostTarget) -> tuple[State, Host]:
     except ConnectError as exc:
         raise HostError(f"cannot log in to {target.label} over ssh: {_connect_reason(str(exc))}") from exc
     state.activate_host(host)
+    if not target.root:
+        # pyinfra asks for a sudo password on the terminal when sudo wants one: refuse first, in one line
+        # (stderr dropped: pyinfra's retry would see sudo's "a password is required" line and prompt)
+        ok, output = host.run_shell_command("sudo -n true 2>/dev/null && echo sudo-ok")
+        if not ok or "sudo-ok" not in output.stdout:
+            host.disconnect()
+            raise HostError(f"sudo on {target.label} asks for a password (give the user passwordless sudo, or log in as root)")
     return state, host
 
 
@@ -146,6 +153,15 @@ def _connect_reason(message: str) -> str:
     if "timed out" in lowered:
         return "no answer (timed out; a firewall rule for port 22?)"
     return message.splitlines()[0] if message else "unknown error"
+
+
+def _fact_reason(exc: Exception, capture: _LogCapture) -> str:
+    """Given pyinfra's error reading a fact and its log, return a short reason."""
+    said = " ".join([*capture.messages, str(exc)])
+    if "password is required" in said or "a terminal is required" in said:
+        return "sudo asks for a password (give the user passwordless sudo, or log in as root)"
+    lines = [m.strip() for m in capture.messages if m.strip()]
+    return lines[-1].splitlines()[-1] if lines else (str(exc).splitlines() or ["unknown error"])[0]
 
 
 def _probe(host: Host, command: str) -> str:
@@ -288,11 +304,14 @@ def run_spec(target: HostTarget, spec: s.HostSpec, action: str, dry_run: bool) -
     with _quiet_pyinfra() as capture:
         state, host = _connect(target)
         try:
-            distro = _probe(host, ". /etc/os-release && echo $ID $VERSION_CODENAME")
-            if distro != f"debian {s.DEBIAN_CODENAME}":
-                raise HostError(f"{target.label} runs {distro or 'an unknown system'}; ops host supports Debian 12 (bookworm)")
-            container = _in_container(host)
-            steps = _plan(state, host, target, spec, container, apply)
+            try:
+                distro = _probe(host, ". /etc/os-release && echo $ID $VERSION_CODENAME")
+                if distro != f"debian {s.DEBIAN_CODENAME}":
+                    raise HostError(f"{target.label} runs {distro or 'an unknown system'}; ops host wants Debian 12 (bookworm)")
+                container = _in_container(host)
+                steps = _plan(state, host, target, spec, container, apply)
+            except PyinfraError as exc:
+                raise HostError(f"cannot read the state of {target.label}: {_fact_reason(exc, capture)}") from exc
             if apply:
                 try:
                     run_ops(state)

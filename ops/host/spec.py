@@ -88,7 +88,8 @@ APT::Periodic::Unattended-Upgrade "1";
 
 def nftables_conf(ports: tuple[int, ...] = OPEN_TCP_PORTS) -> str:
     """Given the TCP ports to open, return /etc/nftables.conf: inbound only to those (and UDP 443, Caddy's HTTP/3),
-    loopback, ICMP, DHCP replies and replies to what the host opened.
+    loopback, ICMP and ICMPv6 (protocols 1 and 58: numbers, as a host without /etc/protocols cannot name them),
+    DHCP replies and replies to what the host opened.
 
     A table of its own (inet aistack), replaced on each load; no `flush ruleset`, which would also drop
     the rules Docker keeps for its published ports and container traffic (those pass the forward hook).
@@ -104,7 +105,7 @@ table inet aistack {{
     ct state established,related accept
     ct state invalid drop
     iifname "lo" accept
-    meta l4proto {{ icmp, ipv6-icmp }} accept
+    meta l4proto {{ 1, 58 }} accept
     udp sport 67 udp dport 68 accept
     tcp dport {{ {allowed} }} accept
     udp dport 443 accept

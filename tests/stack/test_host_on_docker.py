@@ -66,7 +66,8 @@ def ssh_host(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     name = f"aistack-host-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:22",
+        # NET_ADMIN in the container's own network namespace only: the test's `nft -c` needs netlink there
+        ["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:22", "--cap-add", "NET_ADMIN",
          "-e", f"AUTHORIZED_KEY={(keys / 'admin.pub').read_text().strip()}", tag],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -104,7 +105,7 @@ def test_prepare_twice_over_ssh_then_check(ssh_host: SshHost) -> None:
     assert ssh_host.cat(s.NFTABLES_PATH) == s.nftables_conf()
     # nft parses the ruleset (-c: checked, not loaded), in the container's own network namespace, never the host's
     parsed = subprocess.run(
-        ["docker", "exec", "--privileged", ssh_host.container, "nft", "-c", "-f", s.NFTABLES_PATH], capture_output=True, text=True
+        ["docker", "exec", ssh_host.container, "nft", "-c", "-f", s.NFTABLES_PATH], capture_output=True, text=True
     )
     assert parsed.returncode == 0, parsed.stderr
     assert "Signed-By: /etc/apt/keyrings/docker.asc" in ssh_host.cat(s.DOCKER_SOURCES_PATH)
@@ -135,3 +136,30 @@ def test_a_key_the_host_refuses_is_one_line(ssh_host: SshHost, tmp_path: Path) -
         run_host_check(
             load_settings(REPO), ssh_host.ssh, port=ssh_host.port, key=tmp_path / "other", known_hosts=ssh_host.known_hosts
         )
+
+
+def test_a_user_without_passwordless_sudo_is_one_line(ssh_host: SshHost) -> None:
+    script = (
+        "id guest >/dev/null 2>&1 || useradd --create-home guest && mkdir -p /home/guest/.ssh"
+        " && cp /home/admin/.ssh/authorized_keys /home/guest/.ssh/ && chown -R guest /home/guest/.ssh"
+    )
+    subprocess.run(["docker", "exec", ssh_host.container, "sh", "-c", script], check=True, capture_output=True)
+    refused = r"^sudo on guest@127.0.0.1:\d+ asks for a password \(give the user passwordless sudo, or log in as root\)$"
+    with pytest.raises(HostError, match=refused):
+        run_host_check(
+            load_settings(REPO), "guest@127.0.0.1", port=ssh_host.port, key=ssh_host.key, known_hosts=ssh_host.known_hosts
+        )
+
+
+def test_a_host_other_than_debian_12_is_refused_in_one_line(ssh_host: SshHost) -> None:
+    def sh(script: str) -> None:
+        subprocess.run(["docker", "exec", ssh_host.container, "sh", "-c", script], check=True, capture_output=True)
+
+    sh("sed 's/^VERSION_CODENAME=.*/VERSION_CODENAME=trixie/' /usr/lib/os-release > /tmp/os && mv /tmp/os /etc/os-release")
+    try:
+        with pytest.raises(HostError, match=r"^admin@127.0.0.1:\d+ runs debian trixie; ops host wants Debian 12 \(bookworm\)$"):
+            run_host_check(
+                load_settings(REPO), ssh_host.ssh, port=ssh_host.port, key=ssh_host.key, known_hosts=ssh_host.known_hosts
+            )
+    finally:
+        sh("ln -sf ../usr/lib/os-release /etc/os-release")
