@@ -36,6 +36,7 @@ pytestmark = pytest.mark.stack
 
 PG18 = "aistack-test/postgres:18.6-trixie"
 PG15 = "aistack-test/postgres:15.14-bookworm"
+PG18_BROKEN = "aistack-test/postgres:18.7-trixie"  # a release that never starts
 N8N_OLD = "aistack-test/n8n:2.40.7"
 N8N_NEW = "aistack-test/n8n:2.41.0"
 
@@ -122,6 +123,7 @@ def upgrade_images(images: dict[str, str], tmp_path_factory: pytest.TempPathFact
     where = tmp_path_factory.mktemp("builds")
     _docker_build(N8N_OLD, images["python"], "fake_n8n.py", FAKE_N8N, '["python3", "/fake_n8n.py"]', where)
     _docker_build(N8N_NEW, images["postgres"], "migrate.sh", MIGRATE, '["/migrate.sh"]', where)
+    _docker_build(PG18_BROKEN, images["postgres"], "broken.sh", "#!/bin/sh\nexit 1\n", '["/broken.sh"]', where)
     return {**images, "postgres": PG18}
 
 
@@ -212,6 +214,25 @@ def _contents(project: StackProject) -> dict[str, str]:
     return found
 
 
+def _seed(project: StackProject) -> dict[str, str]:
+    """Tables in two databases, owned by their apps' roles; return what _contents reads."""
+    psql(
+        project,
+        "n8n",
+        "CREATE TABLE workflow_entity (id serial PRIMARY KEY, name text, created timestamptz DEFAULT now(), tags text[]);"
+        "INSERT INTO workflow_entity (name, tags) SELECT 'flux ✓ ' || g, ARRAY['a', g::text] FROM generate_series(1, 500) g;",
+        user="n8n",
+    )
+    psql(
+        project,
+        "litellm",
+        'CREATE TABLE "LiteLLM_SpendLogs" (request_id text PRIMARY KEY, spend double precision, metadata jsonb);'
+        """INSERT INTO "LiteLLM_SpendLogs" SELECT 'req-' || g, g / 7.0, '{"team": "a"}' FROM generate_series(1, 300) g;""",
+        user="litellm",
+    )
+    return _contents(project)
+
+
 @pytest.fixture
 def pg15_project(upgrade_images: dict[str, str], tmp_path: Path) -> Iterator[StackProject]:
     for project in new_stack_project(upgrade_images, tmp_path, start=()):
@@ -229,21 +250,7 @@ def pg15_project(upgrade_images: dict[str, str], tmp_path: Path) -> Iterator[Sta
 def test_postgres_15_moves_to_18_with_every_table_role_and_owner(pg15_project: StackProject) -> None:
     project = pg15_project
     assert psql(project, "postgres", "SHOW server_version_num").startswith("15")
-    psql(
-        project,
-        "n8n",
-        "CREATE TABLE workflow_entity (id serial PRIMARY KEY, name text, created timestamptz DEFAULT now(), tags text[]);"
-        "INSERT INTO workflow_entity (name, tags) SELECT 'flux ✓ ' || g, ARRAY['a', g::text] FROM generate_series(1, 500) g;",
-        user="n8n",
-    )
-    psql(
-        project,
-        "litellm",
-        'CREATE TABLE "LiteLLM_SpendLogs" (request_id text PRIMARY KEY, spend double precision, metadata jsonb);'
-        """INSERT INTO "LiteLLM_SpendLogs" SELECT 'req-' || g, g / 7.0, '{"team": "a"}' FROM generate_series(1, 300) g;""",
-        user="litellm",
-    )
-    before = _contents(project)
+    before = _seed(project)
     _use_overrides(project)  # git pull: the compose file says 18 now; the 15 container still runs
 
     started = time.monotonic()
@@ -266,3 +273,25 @@ def test_postgres_15_moves_to_18_with_every_table_role_and_owner(pg15_project: S
     kept = json.loads(docker("volume", "inspect", report.kept_volume))
     assert kept and "com.docker.compose.project" not in (kept[0].get("Labels") or {})  # compose and backups leave it be
     assert psql(project, "postgres", "SELECT action, outcome FROM ops.journal ORDER BY id DESC LIMIT 1").strip() == "upgrade|ok"
+
+
+def test_a_failed_move_to_18_puts_the_15_cluster_and_its_container_back(pg15_project: StackProject) -> None:
+    project = pg15_project
+    before = _seed(project)
+    _use_overrides(project)  # git pull: the compose file says 18 now; the 15 container still runs
+    override = (project.dir / "compose.standin.yml").read_text()
+
+    report = run_upgrade(project.settings, "postgres", "18.7-trixie", timeout=30)
+
+    print(f"\nrollback of postgres 15 -> 18 took {report.rollback_seconds} s")
+    assert report.outcome == "rolled-back", report
+    assert "docker compose up postgres" in report.error
+    assert (project.dir / "compose.standin.yml").read_text() == override  # the 18.6 line as it was
+    container = project.compose("ps", "-q", "postgres").stdout.strip()  # the old container, made again
+    assert docker("inspect", "--format", "{{.Config.Image}}", container).strip() == PG15
+    assert psql(project, "postgres", "SHOW server_version_num").startswith("15")
+    assert _contents(project) == before
+    assert psql(project, "postgres", "SELECT action, outcome FROM ops.journal ORDER BY id DESC LIMIT 1").strip() == (
+        "upgrade|rolled-back"
+    )
+    assert psql(project, "postgres", "SELECT count(*) FROM ops.lock").strip() == "0"
