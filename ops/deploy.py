@@ -20,7 +20,10 @@ engine's, so a slice and a deploy never run at once) and journaled (ops.journal)
 4. healthy: the files are recorded as deployed (.ops/deployed). Not healthy, or a
    step failed: the previous files and images are put back, those services
    recreated and health-gated again, the journal says rolled-back and the report
-   is not ok (the CLI exits 1 saying what failed).
+   is not ok (the CLI exits 1 saying what failed; 3 when the rollback failed too).
+   SIGTERM (a dropped ssh session) rolls back the same way before the process stops.
+   The journal is in the stack's own Postgres, which a bad deploy can break: in the
+   rollback its writes are best-effort (notes), so the rollback always runs.
 
 The tracked files: the compose files, vps.env, routing-rules.yaml, workflows/*.json
 and every read-only bind mount inside the project (not under a hidden directory:

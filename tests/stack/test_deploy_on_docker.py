@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from ops.deploy import deployed_dir, deploys_dir, rollback_tag, run_deploy
-from ops.errors import OpsError
-from ops.journal import Journal, LockError
+from ops.journal import Journal
 from ops.slices import engine
 from tests.stack.conftest import StackProject
 
@@ -144,11 +143,16 @@ def test_a_config_that_fails_health_is_rolled_back_with_the_previous_image_and_c
     assert report["outcome"] == "rolled-back"
     assert "litellm" in report["error"]
     assert "restored litellm-config.yaml" in report["rollback"]
+    # only what differs from the previous files and images is recreated (not postgres, which holds the journal)
+    assert [s for s in report["rollback"] if s.startswith("recreated")] == [
+        "recreated litellm from the previous files and images"
+    ]
     assert config.read_text() == good  # the previous file is back in place
     assert "deployed-check" in models(deployed)  # and the gateway serves it
     assert image_id(reference) == previous == running_image(deployed, "litellm")  # from the previous image
     attempted = deploys_dir(deployed.settings) / report["record"] / "attempted" / "litellm-config.yaml"
     assert attempted.read_text() == broken  # the operator's edit is kept, not lost
+    assert (deployed_dir(deployed.settings) / "files" / "litellm-config.yaml").read_text() == good  # still what runs
     journal = Journal(engine.Runtime.for_settings(deployed.settings).psql).entries(3)
     assert [(e.action, e.outcome) for e in journal[:2]] == [("deploy", "rolled-back"), ("deploy", "ok")]
 
@@ -162,10 +166,19 @@ def test_a_held_lock_refuses_the_deploy_before_any_change(deployed: StackProject
         "INSERT INTO ops.lock (id, holder, host, pid, operation) VALUES (1, 'alice', 'laptop', 4242, 'apply slice 3');"
     )
     try:
-        with pytest.raises(LockError, match=r"another operation holds the lock: 'apply slice 3' by alice@laptop"):
-            run_deploy(deployed.settings, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "deploy", "--project-dir", str(deployed.dir), "--yes", "--timeout", "60"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
+        holder = runtime.psql.query("SELECT holder, host, operation FROM ops.lock;")
     finally:
         runtime.psql.query("DELETE FROM ops.lock;")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "another operation holds the lock: 'apply slice 3' by alice@laptop" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, no traceback
+    assert holder == [["alice", "laptop", "apply slice 3"]]  # the other operation's lock is not taken or released
     assert container(deployed, "litellm") == before
     assert sorted(deploys_dir(deployed.settings).iterdir()) == records  # nothing recorded, nothing changed
-    assert isinstance(LockError("x"), OpsError)  # the CLI's one line and exit 2
