@@ -93,6 +93,12 @@ def test_prepare_twice_over_ssh_then_check(ssh_host: SshHost) -> None:
     where = {"port": ssh_host.port, "key": ssh_host.key, "known_hosts": ssh_host.known_hosts}
     kernel = _kernel()
 
+    dry = run_host_prepare(settings, ssh_host.ssh, ops_agent=False, dry_run=True, **where)  # type: ignore[arg-type]
+    assert {"docker", "sysctl", "upgrades", "logs", "firewall"} <= {r.name for r in dry.changes}
+    assert dry.lines()[-1].endswith("part(s) would change")
+    for path in (s.SYSCTL_PATH, s.DAEMON_JSON_PATH):  # --dry-run wrote nothing
+        assert subprocess.run(["docker", "exec", ssh_host.container, "test", "-e", path]).returncode == 1
+
     first = run_host_prepare(settings, ssh_host.ssh, ops_agent=False, **where)  # type: ignore[arg-type]
     changed = {r.name for r in first.changes}
     assert {"docker", "sysctl", "upgrades", "logs", "firewall"} <= changed, first.lines()
