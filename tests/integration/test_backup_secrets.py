@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import stat
 import subprocess
 import sys
@@ -127,3 +128,28 @@ def test_slice_10_drills_an_encrypted_backup_with_the_identity_given_at_run_time
     )  # fmt: skip
     assert drill.returncode == 0 and json.loads(drill.stdout)["ok"], drill.stdout + drill.stderr
     assert catalog.load(ctx).encrypted
+
+
+CHILD = """
+import io, sys
+from ops.backup.identity import identity_file
+with identity_file("-", io.BytesIO(b"AGE-SECRET-KEY-1QQQ\\n")) as path:
+    print(path, flush=True)
+    sys.stdin.read()  # blocks: the command is running
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_the_identity_copy_is_removed_when_the_command_is_stopped_by_a_signal(signum: int) -> None:
+    # SIGTERM: a timeout or a shutdown; SIGHUP: the ssh connection carrying `--identity - < key` dropped
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        path = Path(child.stdout.readline().strip())
+        assert path.is_file()
+        child.send_signal(signum)
+        assert child.wait(timeout=30) != 0
+    finally:
+        child.kill()
+        child.wait()
+    assert not path.exists(), f"the identity stayed on the host in {path}"

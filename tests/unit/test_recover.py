@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ops import keyguard, recover
-from ops.backup import catalog
+from ops.backup import catalog, identity
 from ops.backup.catalog import RunInfo
 from ops.backup.context import BackupContext
 from ops.backup.identity import identity_file
@@ -174,3 +174,9 @@ def test_the_cli_wants_yes_when_the_identity_comes_on_stdin(project: Path) -> No
     result = CliRunner().invoke(main, ["recover", "--identity", "-", "--project-dir", str(project)], input="x")
     assert result.exit_code == 2 and "--identity - reads stdin: add --yes" in result.output
     assert os.path.exists(project / "vps.env.example")
+
+
+def test_an_identity_on_stdin_is_never_written_to_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(identity, "SHM", Path("/no/such/shm"))
+    with pytest.raises(ConfigError, match="/no/such/shm"), identity_file("-", io.BytesIO(b"AGE-SECRET-KEY-1QQQ\n")):
+        pass
