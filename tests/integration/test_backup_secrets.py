@@ -5,21 +5,28 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import signal
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from ops import keyguard
 from ops.backup import catalog
 from ops.backup.context import BackupContext
+from ops.backup.manifest import Entry
+from ops.backup.pipeline import Command
 from ops.backup.restore import run_restore
 from ops.backup.run import BackupFailed, run_backup
+from ops.backup.sources import state
 from ops.config import load_settings
 from ops.envfile import read_env_file
 from ops.recover import _check_key_table
@@ -153,3 +160,32 @@ def test_the_identity_copy_is_removed_when_the_command_is_stopped_by_a_signal(si
         child.kill()
         child.wait()
     assert not path.exists(), f"the identity stayed on the host in {path}"
+
+
+def _feed_tar(members: dict[str, bytes]) -> Callable[[Command], None]:
+    """Return a feed streaming a tar of members (name: bytes) into a command, as a restore's feeder does."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    def feed(command: Command) -> None:
+        subprocess.run(command.argv, input=buffer.getvalue(), check=True)
+
+    return feed
+
+
+@pytest.mark.parametrize("into", ["live", "scratch"])
+def test_a_state_tar_writes_nothing_outside_ops(tmp_path: Path, into: str) -> None:
+    # an object planted in the bucket (age encrypts to a public key: anyone with write access can make one)
+    ctx = cast(BackupContext, SimpleNamespace(project_dir=tmp_path))
+    entry = Entry("state", state.OBJECT, "b/20261124T020000Z-daily/state/ops.tar.zst", 1, "0" * 64, 0.1)
+    members = {"./.ops/changes/cr-7.json": b"{}", "./vps.env": b"N8N_ENCRYPTION_KEY=planted", "./ops/evil.py": b""}
+
+    state.restore(ctx, entry, into, _feed_tar(members))
+
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    where = "" if into == "live" else ".ops/restore/state-20261124T020000Z-daily/"
+    assert written == [f"{where}.ops/changes/cr-7.json"]

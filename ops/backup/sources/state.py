@@ -3,7 +3,10 @@
 One tar of the directory, leaving out what is not state: ``.ops/restore``
 (restores land there), unfinished snapshots (``*.partial``), lock files and
 temporary files. A restore unpacks into ``.ops/restore/state-<run>`` (scratch)
-or into the project (live), never overwriting a file that exists.
+or into the project (live), never overwriting a file that exists. Only the
+archive's ``./.ops`` is unpacked: a tar planted in the bucket (age encrypts
+to a public key) cannot add a vps.env or code to the project; GNU tar itself
+refuses ``..`` in names and paths through the symlinks it unpacks.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ NAME = "state"
 SCHEDULE = "daily"
 DIRECTORY = ".ops"
 OBJECT = "ops.tar"
+MEMBER = f"./{DIRECTORY}"  # what backup() archives, and all a restore unpacks
 # GNU tar's --exclude matches any trailing part of a member's name (--no-anchored, its default)
 EXCLUDE = (f"{DIRECTORY}/restore", "*.partial", "*.lock", "*.tmp")
 
@@ -30,7 +34,7 @@ def backup(ctx: BackupContext, emit: Emit) -> None:
         log.warning("state source: %s does not exist yet; nothing to back up", ctx.project_dir / DIRECTORY)
         return
     excludes = [f"--exclude={pattern}" for pattern in EXCLUDE]
-    emit(OBJECT, Command(("tar", "-C", str(ctx.project_dir), *excludes, "-cf", "-", f"./{DIRECTORY}")), {"directory": DIRECTORY})
+    emit(OBJECT, Command(("tar", "-C", str(ctx.project_dir), *excludes, "-cf", "-", MEMBER)), {"directory": DIRECTORY})
 
 
 def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
@@ -41,7 +45,7 @@ def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
         if target.exists():
             raise ConfigError(f"{target} exists already: remove it or pick another backup")
         target.mkdir(parents=True)
-        feed(Command(("tar", "-C", str(target), "-xf", "-")))
+        feed(Command(("tar", "-C", str(target), "-xf", "-", MEMBER)))
         return f"{DIRECTORY}/ restored into {target}"
-    feed(Command(("tar", "-C", str(ctx.project_dir), "--skip-old-files", "-xpf", "-")))
+    feed(Command(("tar", "-C", str(ctx.project_dir), "--skip-old-files", "-xpf", "-", MEMBER)))
     return f"{DIRECTORY}/ restored into {ctx.project_dir} (existing files kept)"
