@@ -913,6 +913,7 @@ def bench_memory(
 @click.option(
     "--server-args", "server_args", multiple=True, help="NAME=ARGS: litellm options for config NAME, e.g. granian=--run_granian."
 )
+@click.option("--stream", is_flag=True, help="Stream every request (LiteLLM's per-chunk work).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench_gateway(
     project_dir: Path,
@@ -920,6 +921,7 @@ def bench_gateway(
     concurrencies: tuple[int, ...],
     configs: tuple[str, ...],
     server_args: tuple[str, ...],
+    stream: bool,
     as_json: bool,
 ) -> None:
     """Direct upstream vs LiteLLM (shipped and minimal config): throughput, latency, errors, memory, CPU per request."""
@@ -927,7 +929,7 @@ def bench_gateway(
     from ops.output import gateway_bench_text
 
     result = run_gateway_bench(
-        load_settings(project_dir), requests, tuple(concurrencies), extra_configs=configs, server_args=server_args
+        load_settings(project_dir), requests, tuple(concurrencies), extra_configs=configs, server_args=server_args, stream=stream
     )
     if as_json:
         _emit(result.to_dict())

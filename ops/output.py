@@ -32,7 +32,8 @@ def doctor_text(report: DoctorReport) -> str:
 
 
 def gateway_bench_text(bench: GatewayBench) -> str:
-    lines = [f"upstream latency {bench.upstream_latency_ms} ms, {bench.requests} requests per run", ""]
+    streamed = ", every request streamed" if bench.stream else ""
+    lines = [f"upstream latency {bench.upstream_latency_ms} ms, {bench.requests} requests per run{streamed}", ""]
     lines.append(f"{'target':<17}{'conc':>5}{'req/s':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'errors':>8}{'peak MB':>9}{'CPU ms':>8}")
     for run in bench.runs:
         r = run.result

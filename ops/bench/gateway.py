@@ -88,6 +88,7 @@ class GatewayBench:
     limit_mb: int | None
     runs: list[Run] = field(default_factory=list)
     paired: list[Paired] = field(default_factory=list)  # every configuration at once (PAIRED_CONCURRENCY each)
+    stream: bool = False  # every request streamed (`--stream`): LiteLLM's per-chunk work is most of a streamed call's cost
 
     def run_for(self, target: str, concurrency: int) -> Run:
         return next(r for r in self.runs if r.target == target and r.concurrency == concurrency)
@@ -125,6 +126,7 @@ class GatewayBench:
         return {
             "upstream_latency_ms": self.upstream_latency_ms,
             "requests_per_run": self.requests,
+            "streamed": self.stream,
             "litellm_limit_mb": self.limit_mb,
             "runs": [r.to_dict() for r in self.runs],
             "comparisons": self.comparisons(),
@@ -178,8 +180,16 @@ def minimal_config(shipped: Path, target: Path) -> Path:
     return target
 
 
-def _load(url: str, key: str, model: str, requests: int, concurrency: int) -> LoadResult:
-    body = {"model": model, "messages": [{"role": "user", "content": "Benchmark request: say hello."}]}
+def chat_body(model: str, stream: bool) -> dict[str, Any]:
+    """Given a model and whether to stream, return the bench's chat completion request body."""
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Benchmark request: say hello."}]}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _load(url: str, key: str, model: str, requests: int, concurrency: int, stream: bool = False) -> LoadResult:
+    body = chat_body(model, stream)
     return closed_loop(f"{url}/v1/chat/completions", requests, concurrency, "POST", body, {"Authorization": f"Bearer {key}"})
 
 
@@ -237,14 +247,16 @@ def _redis_env(stack: contextlib.ExitStack) -> dict[str, str]:
     return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port), "REDIS_PASSWORD": redis.password}
 
 
-def _paired(configs: dict[str, Path], env: dict[str, str], requests: int, args: dict[str, tuple[str, ...]]) -> list[Paired]:
+def _paired(
+    configs: dict[str, Path], env: dict[str, str], requests: int, args: dict[str, tuple[str, ...]], stream: bool = False
+) -> list[Paired]:
     """Start every configuration, load them all at once; return each one's CPU per request."""
     with contextlib.ExitStack() as stack:
         gateways = {
             name: stack.enter_context(LiteLLMServer(config, env | _redis_env(stack), args=args.get(name, ())))
             for name, config in configs.items()
         }
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Benchmark request: say hello."}]}
+        body = chat_body(MODEL, stream)
         urls = [f"{g.url}/v1/chat/completions" for g in gateways.values()]
         headers = [{"Authorization": f"Bearer {g.master_key}"} for g in gateways.values()]
         closed_loops_at_once(urls, 100, PAIRED_CONCURRENCY, body, headers)  # warm-up
@@ -263,17 +275,19 @@ def run_gateway_bench(
     warmup: int = 50,
     extra_configs: tuple[str, ...] = (),
     server_args: tuple[str, ...] = (),
+    stream: bool = False,
 ) -> GatewayBench:
     """Run the direct and gateway loads at each concurrency; return every run and the comparisons.
 
     extra_configs (NAME=PATH, a LiteLLM config) run after the shipped and minimal ones, as "gateway-NAME";
-    server_args (NAME=ARGS) add litellm options to the configuration NAME (shipped, minimal or an extra one).
+    server_args (NAME=ARGS) add litellm options to the configuration NAME (shipped, minimal or an extra one);
+    stream sends every request (direct and through the gateways) with "stream": true.
     Raise OpsError for a malformed NAME=PATH or NAME=ARGS, ServiceError if a server does not start.
     """
     extra = parse_configs(extra_configs)
     args = {f"gateway-{name}": value for name, value in parse_server_args(server_args, {"shipped", "minimal", *extra}).items()}
     limit = load_stack(settings.compose_file).service("litellm").memory_mb if settings.compose_file.exists() else None
-    bench = GatewayBench(UPSTREAM_LATENCY_MS, requests, limit)
+    bench = GatewayBench(UPSTREAM_LATENCY_MS, requests, limit, stream=stream)
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aistack-bench-")))
         mock = stack.enter_context(MockProviderServer())
@@ -289,18 +303,17 @@ def run_gateway_bench(
             **{f"gateway-{name}": path for name, path in extra.items()},
         }
         for concurrency in concurrencies:
-            _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, warmup, concurrency)
-            bench.runs.append(
-                Run("direct", concurrency, _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, requests, concurrency))
-            )
-        bench.paired = _paired(configs, env, requests, args)
+            _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, warmup, concurrency, stream)
+            direct = _load(mock.url, "mock-openai-key", UPSTREAM_MODEL, requests, concurrency, stream)
+            bench.runs.append(Run("direct", concurrency, direct))
+        bench.paired = _paired(configs, env, requests, args, stream)
         for name, config in configs.items():
             with contextlib.ExitStack() as own, LiteLLMServer(config, env | _redis_env(own), args=args.get(name, ())) as gateway:
                 for concurrency in concurrencies:
-                    _load(gateway.url, gateway.master_key, MODEL, warmup, concurrency)
+                    _load(gateway.url, gateway.master_key, MODEL, warmup, concurrency, stream)
                     cpu_before = tree_cpu_seconds(gateway.pid)
                     with RssSampler(gateway.pid) as sampler:
-                        result = _load(gateway.url, gateway.master_key, MODEL, _count(requests, concurrency), concurrency)
+                        result = _load(gateway.url, gateway.master_key, MODEL, _count(requests, concurrency), concurrency, stream)
                     cpu_ms = (tree_cpu_seconds(gateway.pid) - cpu_before) * 1000 / max(1, result.requests)
                     bench.runs.append(Run(name, concurrency, result, sampler.peak_mb, cpu_ms))
     return bench
