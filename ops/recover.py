@@ -38,7 +38,7 @@ from ops.backup.sources import get_source
 from ops.backup.sources import postgres as postgres_source
 from ops.backup.sources import secrets as secrets_source
 from ops.backup.sources import volumes as volumes_source
-from ops.config import Settings, load_settings
+from ops.config import ENV_FILE, Settings, load_settings
 from ops.errors import ConfigError, OpsError
 from ops.health.probes import PROBES
 from ops.runtime.compose import Compose
@@ -157,15 +157,22 @@ def run_recover(
     deadline = time.monotonic() + ctx.deadline_seconds
 
     with _phase(report, "vps.env") as notes:
-        if settings.env_file_present:
-            notes.append("kept the existing vps.env: its encryption keys are the backup's")
-        else:
+        _require_empty(ctx)  # before anything is written: a refused recover leaves the host as it was
+        restored = not settings.env_file_present
+        if restored:
             notes.append(get_source("secrets").restore(ctx, secrets[0], "live", feeder(ctx, manifest, secrets[0], deadline)))
-        settings = load_settings(settings.project_dir)
-        settings.require_safe_secrets()
-        ctx = with_identity(backup_context(settings), identity)
+        else:
+            notes.append("kept the existing vps.env: its encryption keys are the backup's")
+        try:
+            settings = load_settings(settings.project_dir)
+            settings.require_safe_secrets()
+            ctx = with_identity(backup_context(settings), identity)
+            _require_empty(ctx)  # again under the restored vps.env's COMPOSE_PROJECT_NAME
+        except OpsError:
+            if restored:  # ours, and the backup still has it
+                (settings.project_dir / ENV_FILE).unlink(missing_ok=True)
+            raise
         compose = Compose.for_settings(settings)
-        _require_empty(ctx)
 
     with _phase(report, "volumes") as notes:
         for entry in volume_entries:

@@ -21,6 +21,7 @@ from ops.backup.manifest import BackupNotFound, Entry, Manifest, new_run_id
 from ops.cli import main
 from ops.config import load_settings
 from ops.errors import ConfigError
+from ops.secrets import generate_secrets, render_env
 
 KEYS = {"N8N_ENCRYPTION_KEY": "a" * 64, "LITELLM_SALT_KEY": "sk-" + "b" * 48, "LANGFUSE_ENCRYPTION_KEY": "c" * 64}
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -180,3 +181,32 @@ def test_an_identity_on_stdin_is_never_written_to_disk(monkeypatch: pytest.Monke
     monkeypatch.setattr(identity, "SHM", Path("/no/such/shm"))
     with pytest.raises(ConfigError, match="/no/such/shm"), identity_file("-", io.BytesIO(b"AGE-SECRET-KEY-1QQQ\n")):
         pass
+
+
+@pytest.mark.parametrize("not_empty_at", [1, 2])  # 2: seen only under the restored vps.env's COMPOSE_PROJECT_NAME
+def test_a_host_that_is_not_empty_is_refused_with_no_vps_env_left_behind(
+    project: Path, monkeypatch: pytest.MonkeyPatch, not_empty_at: int
+) -> None:
+    checks: list[int] = []
+
+    def require_empty(ctx: Any) -> None:
+        checks.append(1)
+        if len(checks) == not_empty_at:
+            raise ConfigError("this host is not empty: compose project p has volume p_n8n-data")
+
+    class Secrets:
+        @staticmethod
+        def restore(ctx: Any, entry: Entry, into: str, feed: Any) -> str:
+            example = (project / "vps.env.example").read_text()
+            (project / "vps.env").write_text(render_env(example, generate_secrets()))
+            return "vps.env restored"
+
+    monkeypatch.setenv("OPS_BACKUP_BUCKET", "b")
+    monkeypatch.setattr(recover, "backup_context", fake_context)
+    monkeypatch.setattr(recover, "feeder", lambda *args: None)
+    monkeypatch.setattr(recover, "get_source", lambda name: Secrets)
+    monkeypatch.setattr(recover, "_require_empty", require_empty)
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [run(1, "daily", ("postgres", "secrets"))])
+    with pytest.raises(ConfigError, match="this host is not empty"):
+        recover.run_recover(load_settings(project))
+    assert not (project / "vps.env").exists()  # refused: nothing written
