@@ -10,9 +10,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTEST=${PYTEST:-.venv/bin/pytest}
 
-run() {  # name, then pytest's arguments: lines prefixed, pytest's own exit code kept
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+
+run() {  # name, then pytest's arguments: lines prefixed (and kept in $LOGS), pytest's own exit code kept
     local name=$1; shift
-    "$PYTEST" "$@" 2>&1 | sed -u "s/^/[$name] /"
+    "$PYTEST" "$@" 2>&1 | sed -u "s/^/[$name] /" | tee "$LOGS/$name"
     return "${PIPESTATUS[0]}"
 }
 
@@ -25,5 +28,7 @@ local_rc=$?
 wait "$stack"
 stack_rc=$?
 trap - INT TERM
+# the tiers' lines interleave and a CI log may show only its tail: each tier's failures again, last
+grep -hE '^\[(local|stack)\] (FAILED|ERROR) ' "$LOGS/local" "$LOGS/stack" || true
 echo "test tiers: unit+integration exit $local_rc, stack exit $stack_rc"
 [ "$local_rc" -eq 0 ] && [ "$stack_rc" -eq 0 ]
