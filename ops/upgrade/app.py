@@ -168,13 +168,18 @@ def _upgrade(ctx: Context, kind: Kind, texts: dict[Path, str], row: _Row, report
         _private_dir(directory / "files")
         for path, text in originals.items():
             _private_text(directory / "files" / path.name, text)
-    except Exception as exc:
-        detail = f"{_failure(row.step, exc)}; nothing was changed"
-        with contextlib.suppress(OpsError):
-            if back := [s for s in stop if s in running]:
-                compose.up(back, wait=False)
-                detail += f" ({', '.join(back)} started again)"
-        row.finish("failed", detail)
+    except (Exception, Interrupted) as exc:  # Ctrl-C or SIGTERM mid-copy too: what was stopped runs again
+        with shielded():
+            detail = (
+                f"{_failure(row.step, exc) if isinstance(exc, Exception) else f'{exc} during {row.step}'}; nothing was changed"
+            )
+            with contextlib.suppress(OpsError):
+                if back := [s for s in stop if s in running]:
+                    compose.up(back, wait=False)
+                    detail += f" ({', '.join(back)} started again)"
+            row.finish("failed", detail)
+        if isinstance(exc, Interrupted):
+            raise
         raise UpgradeError(f"upgrade {kind.name}: {detail}; the partial copy is in {directory}") from exc
     report.copy = str(directory)
     report.steps.append(f"copied {', '.join([*databases, *volumes]) or 'nothing'} to {directory.name}")
@@ -258,6 +263,11 @@ def _restore(job: _Job) -> list[str]:
     steps: list[str] = []
     compose.stop_and_remove(kind.start)
     steps.append(f"stopped and removed the new {', '.join(kind.start)}")
+    # what the upgrade started again or compose started as a dependency (clickhouse under Langfuse; the
+    # applications after a Postgres minor's first gate) must not run on the data while it is put back
+    if others := [s for s in stop if s not in kind.start and s != "postgres"]:
+        compose.run("stop", *others)
+        steps.append(f"stopped {', '.join(others)}")
     for path, text in job.originals.items():
         if read_text(path) != text:
             _replace_file(path, text)

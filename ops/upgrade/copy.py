@@ -12,6 +12,7 @@ service stopped), restored by emptying the volume and unpacking the archive.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -81,14 +82,25 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _write_private(path: Path, producer: Command) -> None:
+def _write_private(path: Path, producer: Command) -> str:
+    """Write what producer prints to path (mode 600), flushed to disk; return its sha256."""
     _private_dir(path.parent)
     with open(path, "wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as out:
 
         def sink(chunk: bytes) -> None:
             out.write(chunk)
 
-        stream(producer, [], sink)
+        digest = stream(producer, [], sink).sha256
+        out.flush()
+        os.fsync(out.fileno())
+    return digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def comparable(tables: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -116,10 +128,33 @@ class LocalCopy:
     directory: Path
     databases: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     volumes: dict[str, str] = field(default_factory=dict)  # compose volume -> Docker volume
+    digests: dict[str, str] = field(default_factory=dict)  # archive path in the directory -> sha256 when written
 
     def save(self) -> None:
-        state = {"databases": self.databases, "volumes": self.volumes}
+        state = {"databases": self.databases, "volumes": self.volumes, "sha256": self.digests}
         _private_text(self.directory / "copy.json", json.dumps(state, indent=2))
+
+    def archives(self) -> list[str]:
+        """Return the path (in the directory) of each archive a restore reads."""
+        return [f"databases/{d}.dump" for d in self.databases] + [f"volumes/{v}.tar" for v in self.volumes]
+
+    def check(self) -> None:
+        """Raise ServiceError naming each archive that is missing or differs from what was written.
+
+        A rollback calls it before it drops or empties anything: a copy removed or damaged while the
+        new version ran must not cost the data it replaces too.
+        """
+        bad = []
+        for name in self.archives():
+            path = self.directory / name
+            if not path.is_file():
+                bad.append(f"{name} (missing)")
+            elif self.digests.get(name) and _sha256(path) != self.digests[name]:
+                bad.append(f"{name} (changed since it was written)")
+        if bad:
+            raise ServiceError(
+                f"the copy in {self.directory} cannot be restored: {', '.join(bad)}; nothing was dropped or emptied"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"directory": str(self.directory), "databases": sorted(self.databases), "volumes": sorted(self.volumes)}
@@ -137,10 +172,11 @@ def take_copy(
     _private_dir(directory)
     for database in databases:
         copy.databases[database] = fingerprints(access, database)
-        _write_private(directory / "databases" / f"{database}.dump", access.command("pg_dump", "-Fc", "-d", database))
+        dump = access.command("pg_dump", "-Fc", "-d", database)
+        copy.digests[f"databases/{database}.dump"] = _write_private(directory / "databases" / f"{database}.dump", dump)
     for name, volume in volumes.items():
         tar = helper(docker, helper_image, volume, ":ro", "tar", "-C", "/volume", "--numeric-owner", "-cf", "-", ".")
-        _write_private(directory / "volumes" / f"{name}.tar", docker.command(*tar))
+        copy.digests[f"volumes/{name}.tar"] = _write_private(directory / "volumes" / f"{name}.tar", docker.command(*tar))
     copy.save()
     return copy
 
@@ -155,7 +191,13 @@ def restore_database(access: PostgresAccess, database: str, archive: Path) -> No
 
 
 def restore_volume(docker: DockerCli, helper_image: str, volume: str, archive: Path) -> None:
-    """Given a Docker volume (no running container using it) and its archive, replace its files with the archive's."""
+    """Given a Docker volume and its archive, replace its files with the archive's.
+
+    Raise ServiceError, with the volume untouched, if a running container uses it.
+    """
+    users = docker.run("ps", "-q", "--filter", f"volume={volume}", timeout=120).split()
+    if users:
+        raise ServiceError(f"volume {volume} is in use by running container(s) {', '.join(users)}: not emptied")
     unpack = helper(docker, helper_image, volume, "", "sh", "-c", EMPTY_AND_UNPACK)
     stream(lambda: _chunks(archive), [docker.command(*unpack)])
 
@@ -165,6 +207,7 @@ def restore_copy(copy: LocalCopy, access: PostgresAccess, docker: DockerCli, hel
 
     Raise ServiceError naming the tables that differ from the copy after the restore, OpsError if a step fails.
     """
+    copy.check()
     steps = []
     for database, tables in copy.databases.items():
         restore_database(access, database, copy.directory / "databases" / f"{database}.dump")

@@ -238,24 +238,27 @@ def run(ctx: Context, plan: MajorPlan, dry_run: bool) -> UpgradeReport:
     ops_dir = ctx.settings.project_dir / ".ops"
     require_writable_dirs(ctx.settings, [ops_dir, ops_dir / "upgrades"])
     directory = ctx.copy_dir("postgres", str(plan.old_major), to)
-    ctx.compose.run("stop")
-    report.steps.append(f"stopped {', '.join(sorted(plan.running)) or 'nothing (nothing ran)'}")
     old = OldServer(
         docker, f"{ctx.config.get('name') or 'aistack'}-postgres{plan.old_major}-upgrade", plan.old_image, plan.volume
     )
-    try:
-        old.start()
-        journal = Journal(old.psql)
-        resume = f"run `ops upgrade postgres --to {to}` again (the volume holds the old cluster) or see {RUNBOOK}"
-        lock = _MovingLock(old.psql, f"upgrade postgres {plan.old_major} -> {to}")
-        digest = plan_hash("postgres", str(plan.old_major), to, plan.texts)
-        with signals_as_exceptions(), lock, _journaled(journal, None, "upgrade", digest, resume) as row:
-            _move(ctx, plan, old, journal, lock, row, report, directory)
-    finally:
-        with shielded():
-            old.remove()
-            if report.outcome not in ("ok", "rollback-failed"):  # rolled back, or stopped before any change
-                report.notes += _start_as_before(ctx, plan)
+    # from the first stop on, a signal (SIGTERM, a dropped ssh's SIGHUP, Ctrl-C) is an exception: the
+    # finally below removes the throwaway server and starts the stack as it was, never leaving both
+    with signals_as_exceptions():
+        try:
+            ctx.compose.run("stop")
+            report.steps.append(f"stopped {', '.join(sorted(plan.running)) or 'nothing (nothing ran)'}")
+            old.start()
+            journal = Journal(old.psql)
+            resume = f"run `ops upgrade postgres --to {to}` again (the volume holds the old cluster) or see {RUNBOOK}"
+            lock = _MovingLock(old.psql, f"upgrade postgres {plan.old_major} -> {to}")
+            digest = plan_hash("postgres", str(plan.old_major), to, plan.texts)
+            with lock, _journaled(journal, None, "upgrade", digest, resume) as row:
+                _move(ctx, plan, old, journal, lock, row, report, directory)
+        finally:
+            with shielded():
+                old.remove()
+                if report.outcome not in ("ok", "rollback-failed"):  # rolled back, or stopped before any change
+                    report.notes += _start_as_before(ctx, plan)
     return report
 
 

@@ -7,6 +7,7 @@ versions. The image line compose takes the image from is the one rewritten, and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from ops.config import load_settings
+from ops.errors import ServiceError
 from ops.images.reference import parse_reference
 from ops.runtime.compose import Compose
 from ops.upgrade import Context, UpgradeReport, upgrade_text
 from ops.upgrade import app as upgrade_app
-from ops.upgrade.copy import DockerCli, differences
+from ops.upgrade.copy import DockerCli, LocalCopy, differences, restore_copy, restore_volume
 from ops.upgrade.plan import (
     KINDS,
     UpgradeError,
@@ -126,6 +128,62 @@ def test_table_differences_name_added_missing_and_changed_tables() -> None:
     after = {"public.a": ["3", "11"], "public.c": ["0", "0"], "ops.journal": ["4", "2"]}
     assert differences(before, after) == ["public.b (missing)", "public.c (added)", "public.a (2 rows before, 3 after)"]
     assert differences(before, {**before, "ops.journal": ["9", "9"]}) == []  # ops's own journal moves on: not data
+
+
+class _NoAccess:
+    """Postgres access that fails the test if a restore reaches it."""
+
+    def psql(self) -> object:
+        raise AssertionError("the restore dropped a database")
+
+    def command(self, *args: str) -> object:
+        raise AssertionError(f"the restore ran {args}")
+
+
+def _written_copy(tmp_path: Path) -> LocalCopy:
+    copy = LocalCopy(tmp_path / "copy", databases={"n8n": {"public.a": ["1", "x"]}}, volumes={"n8n-data": "p_n8n-data"})
+    for name, text in (("databases/n8n.dump", b"PGDMP archive"), ("volumes/n8n-data.tar", b"tar bytes")):
+        (copy.directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy.directory / name).write_bytes(text)
+        copy.digests[name] = hashlib.sha256(text).hexdigest()
+    copy.save()
+    return copy
+
+
+def test_the_copy_records_each_archives_digest_and_checks_as_written(tmp_path: Path) -> None:
+    copy = _written_copy(tmp_path)
+    assert json.loads((copy.directory / "copy.json").read_text())["sha256"] == copy.digests
+    copy.check()  # as written: restorable
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_rollback_refuses_a_damaged_copy_before_it_drops_anything(tmp_path: Path, damage: str) -> None:
+    # an operator clearing .ops/upgrades for space while the new version ran must not cost the old data too
+    copy = _written_copy(tmp_path)
+    dump = copy.directory / "databases" / "n8n.dump"
+    if damage == "missing":
+        dump.unlink()
+    else:
+        dump.write_text("PGDMP archiv")
+    with pytest.raises(ServiceError, match=rf"databases/n8n\.dump \({damage}.*nothing was dropped or emptied"):
+        restore_copy(copy, _NoAccess(), DockerCli(), "unused")  # type: ignore[arg-type]
+
+
+class _DockerWithUser(DockerCli):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, *args: str, **kwargs: object) -> str:
+        self.calls.append(args)
+        return "3f2a9c\n" if args[0] == "ps" else ""
+
+
+def test_a_volume_a_running_container_uses_is_not_emptied(tmp_path: Path) -> None:
+    docker = _DockerWithUser()
+    with pytest.raises(ServiceError, match=r"volume p_clickhouse-data is in use by running container.*3f2a9c: not emptied"):
+        restore_volume(docker, "img", "p_clickhouse-data", tmp_path / "x.tar")
+    assert docker.calls == [("ps", "-q", "--filter", "volume=p_clickhouse-data")]
 
 
 def _context(project: Path) -> Context:
