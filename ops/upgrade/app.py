@@ -37,6 +37,7 @@ from ops.upgrade.plan import (
     new_reference,
     plan_hash,
     probes_for,
+    require_unchanged,
     rewritten_files,
 )
 
@@ -92,6 +93,7 @@ def run(ctx: Context, kind: Kind, to: Version, dry_run: bool) -> UpgradeReport:
     check_newer(kind, current, to)
     new_refs = {service: new_reference(line.ref, to) for service, line in lines.items()}
     texts = rewritten_files(lines, new_refs)
+    planned = {path: read_text(path) for path in texts}  # checked again under the lock (require_unchanged)
     postgres = kind.name == "postgres"
     report = UpgradeReport(
         kind.name,
@@ -115,7 +117,7 @@ def run(ctx: Context, kind: Kind, to: Version, dry_run: bool) -> UpgradeReport:
         Lock(ctx.psql, f"upgrade {kind.name} {current} -> {to}"),
         _journaled(journal, None, "upgrade", plan_hash(kind.name, current.tag, to.tag, texts), resume) as row,
     ):
-        _upgrade(ctx, kind, texts, row, report)
+        _upgrade(ctx, kind, texts, planned, row, report)
     return report
 
 
@@ -135,9 +137,12 @@ def _planned(ctx: Context, kind: Kind, refs: list[str]) -> list[str]:
     return steps
 
 
-def _upgrade(ctx: Context, kind: Kind, texts: dict[Path, str], row: _Row, report: UpgradeReport) -> None:
+def _upgrade(
+    ctx: Context, kind: Kind, texts: dict[Path, str], planned: dict[Path, str], row: _Row, report: UpgradeReport
+) -> None:
     """The journaled part of run, under the lock."""
     settings, compose = ctx.settings, ctx.compose
+    originals = require_unchanged(planned)
     postgres = kind.name == "postgres"
     running = {s for s, c in compose.ps().items() if c.running}
     if postgres:
@@ -157,7 +162,6 @@ def _upgrade(ctx: Context, kind: Kind, texts: dict[Path, str], row: _Row, report
 
         report.steps.append(f"off-VM backup {run_backup(backup_context(settings), 'manual', ['postgres']).run_id}")
     directory = ctx.copy_dir(kind.name, report.current, report.to)
-    originals = {path: read_text(path) for path in texts}
     if stop:
         row.step = f"stopping {', '.join(stop)}"
         compose.run("stop", *stop)

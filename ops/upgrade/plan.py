@@ -207,6 +207,21 @@ def rewritten_files(lines: dict[str, ImageLine], new_refs: dict[str, str]) -> di
     return texts
 
 
+def require_unchanged(planned: dict[Path, str]) -> dict[Path, str]:
+    """Given each compose file's text as the plan read it, return them if the files still read so.
+
+    Raise UpgradeError naming the files changed since (an edit or a `git pull` while the new image was
+    pulled): writing the plan's text would silently undo that change.
+    """
+    changed = [path.name for path, text in planned.items() if read_text(path) != text]
+    if changed:
+        raise UpgradeError(
+            f"{', '.join(changed)} changed since the upgrade read it (an edit or a git pull while the image was "
+            "pulled?): nothing was upgraded; run the command again"
+        )
+    return dict(planned)
+
+
 def current_version(kind: Kind, lines: dict[str, ImageLine]) -> Version:
     """Given a kind and its image lines, return the version they run. Raise UpgradeError if a tag is not a
     version, or if services that move together (Langfuse's web and worker) run different ones."""

@@ -64,6 +64,7 @@ from ops.upgrade.plan import (
     new_reference,
     plan_hash,
     probes_for,
+    require_unchanged,
     rewritten_files,
 )
 from ops.upgrade.plan import parse_version as version_of
@@ -85,6 +86,7 @@ class MajorPlan:
     texts: dict[Path, str]  # the compose files with the new line(s); empty when they say the new image already
     container: dict[str, Any] | None = None  # the old container's inspect, to create it again on a rollback
     running: set[str] = field(default_factory=set)
+    originals: dict[Path, str] = field(default_factory=dict)  # the files as the plan read them (require_unchanged)
 
 
 def _major_of(image: str) -> int | None:
@@ -148,7 +150,8 @@ def plan_major(ctx: Context, to: Version, from_image: str | None) -> MajorPlan |
     new_refs = {s: new_reference(line.ref, to) for s, line in lines.items()}
     changed = {s: line for s, line in lines.items() if line.ref.text != new_refs[s]}
     texts = rewritten_files(changed, new_refs) if changed else {}
-    return MajorPlan(volume.name, old_major, old_image, new_refs["postgres"], lines, texts, container)
+    originals = {path: read_text(path) for path in texts}
+    return MajorPlan(volume.name, old_major, old_image, new_refs["postgres"], lines, texts, container, originals=originals)
 
 
 def _old_container(ctx: Context, major: int) -> dict[str, Any] | None:
@@ -237,6 +240,7 @@ def run(ctx: Context, plan: MajorPlan, dry_run: bool) -> UpgradeReport:
             raise LockError(f"another operation holds the lock (pid {holder.pid} on {holder.host}): nothing was changed")
     ops_dir = ctx.settings.project_dir / ".ops"
     require_writable_dirs(ctx.settings, [ops_dir, ops_dir / "upgrades"])
+    require_unchanged(plan.originals)  # before anything stops
     directory = ctx.copy_dir("postgres", str(plan.old_major), to)
     old = OldServer(
         docker, f"{ctx.config.get('name') or 'aistack'}-postgres{plan.old_major}-upgrade", plan.old_image, plan.volume
@@ -288,7 +292,7 @@ def _move(
     row.step = "pg_dumpall"
     dump = directory / "dumpall.sql"
     _write_private(dump, old.access.command("pg_dumpall"))
-    originals = {path: read_text(path) for path in plan.texts}
+    originals = require_unchanged(plan.originals)
     _private_dir(directory / "files")
     for path, text in originals.items():
         _private_text(directory / "files" / path.name, text)

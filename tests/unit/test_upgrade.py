@@ -31,6 +31,7 @@ from ops.upgrade.plan import (
     kind_of,
     new_reference,
     parse_version,
+    require_unchanged,
     rewritten_files,
 )
 from tests.conftest import REPO
@@ -250,3 +251,14 @@ def test_the_report_reads_as_lines() -> None:
     assert text.splitlines()[0] == "n8n 2.40.7 -> 2.41.0 (new image): rolled-back"
     assert "rolled back in 12 s:" in text and "pre-upgrade copy: /p/.ops/upgrades/x" in text
     assert not report.ok
+
+
+def test_a_compose_file_edited_while_the_image_was_pulled_is_not_overwritten(tmp_path: Path) -> None:
+    compose = tmp_path / "docker-compose.vps.yml"
+    compose.write_text("services:\n  n8n:\n    image: n8nio/n8n:2.40.7\n")
+    planned = {compose: compose.read_text()}
+    assert require_unchanged(planned) == planned
+    compose.write_text(compose.read_text() + "  redis:\n    image: redis:8.2\n")  # a git pull meanwhile
+    with pytest.raises(UpgradeError, match=r"docker-compose\.vps\.yml changed since the upgrade read it.*nothing was upgraded"):
+        require_unchanged(planned)
+    assert "redis:8.2" in compose.read_text()
