@@ -4,8 +4,10 @@ n8n encrypts its stored credentials with N8N_ENCRYPTION_KEY, LiteLLM its
 stored provider keys with LITELLM_SALT_KEY, Langfuse its LLM connections with
 LANGFUSE_ENCRYPTION_KEY. Data restored under a fresh key cannot be decrypted,
 and services started that way overwrite or lose it. So every backup records a
-fingerprint of each key (an HMAC-SHA256 with a fixed label: a stable, one-way
-name for the value) in the ``vps.env`` entry of its manifest and in a small
+fingerprint of each key (scrypt with a random salt kept beside it: the
+manifest is stored in clear, and an unsalted fast hash would let anyone who
+reads the bucket test guesses of a weak key by the billion) in the
+``vps.env`` entry of its manifest and in a small
 table, ``ops_key_guard``, in the ``postgres`` database, which travels inside
 every Postgres dump. ``ops recover`` compares those, and n8n's own settings
 file in the n8n-data volume, with the vps.env it is about to start with, and
@@ -14,9 +16,12 @@ refuses naming the key that differs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
+import os
+import re
 import subprocess
 
 from ops.config import Settings
@@ -35,14 +40,37 @@ class KeyMismatch(ConfigError):
     """The data was encrypted with another key than the one vps.env holds."""
 
 
-def fingerprint(value: str) -> str:
-    """Given a key's value, return its fingerprint: 16 hex characters of HMAC-SHA256 under a fixed label."""
-    return hmac.new(LABEL, value.encode(), hashlib.sha256).hexdigest()[:16]
+SCHEME = "s1"  # s1.<salt hex>.<scrypt hex>; 16 bare hex characters: the unsalted HMAC of backups before it
+FINGERPRINT = re.compile(r"[0-9a-f]{16}|s1\.[0-9a-f]{16}\.[0-9a-f]{32}")
+
+
+SALT = os.urandom(8)  # this process's: fingerprints() computes each key once, a new salt in each backup run
+
+
+@functools.lru_cache(maxsize=64)
+def _scrypt(value: str, salt: bytes) -> str:
+    # ~16 MiB and tens of milliseconds a guess, where a bare HMAC takes well under a microsecond
+    return hashlib.scrypt(value.encode(), salt=LABEL + salt, n=2**14, r=8, p=1, dklen=16).hex()
+
+
+def fingerprint(value: str, salt: bytes | None = None) -> str:
+    """Given a key's value (and a salt, random when None), return its fingerprint: s1.<salt>.<scrypt digest>."""
+    salt = os.urandom(8) if salt is None else salt
+    return f"{SCHEME}.{salt.hex()}.{_scrypt(value, salt)}"
+
+
+def matches(recorded: str, value: str) -> bool:
+    """Given a recorded fingerprint and a key's value, return whether the fingerprint is of that value."""
+    if not FINGERPRINT.fullmatch(recorded):
+        return False
+    if recorded.startswith(f"{SCHEME}."):
+        return hmac.compare_digest(recorded, fingerprint(value, bytes.fromhex(recorded.split(".")[1])))
+    return hmac.compare_digest(recorded, hmac.new(LABEL, value.encode(), hashlib.sha256).hexdigest()[:16])
 
 
 def fingerprints(env: dict[str, str]) -> dict[str, str]:
     """Given vps.env's variables, return {key name: fingerprint} of each guarded key that is set."""
-    return {name: fingerprint(env[name]) for name in KEYS if env.get(name, "").strip()}
+    return {name: fingerprint(env[name], SALT) for name in KEYS if env.get(name, "").strip()}
 
 
 def differing(recorded: dict[str, str], env: dict[str, str]) -> list[str]:
@@ -50,8 +78,9 @@ def differing(recorded: dict[str, str], env: dict[str, str]) -> list[str]:
 
     A key recorded but missing from env differs too; a key env has that nothing recorded does not.
     """
-    now = fingerprints(env)
-    return [name for name in KEYS if name in recorded and recorded[name] != now.get(name)]
+    return [
+        name for name in KEYS if name in recorded and not (env.get(name, "").strip() and matches(str(recorded[name]), env[name]))
+    ]
 
 
 def check(recorded: dict[str, str], env: dict[str, str], where: str) -> None:
@@ -68,13 +97,12 @@ def check(recorded: dict[str, str], env: dict[str, str], where: str) -> None:
 def record_sql(values: dict[str, str], fingerprinted: bool = False) -> str:
     """Given vps.env's variables (or, fingerprinted, their fingerprints), return the SQL recording them in the table."""
     prints = values if fingerprinted else fingerprints(values)
-    # names and fingerprints are ours (KEYS, hex digits): nothing from outside reaches the SQL text
-    rows = ", ".join(f"('{name}', '{value}')" for name, value in prints.items() if name in KEYS and value.isalnum())
+    # names and fingerprints are ours (KEYS, hex digits and dots): nothing from outside reaches the SQL text
+    rows = ", ".join(f"('{name}', '{value}')" for name, value in prints.items() if name in KEYS and FINGERPRINT.fullmatch(value))
     upsert = (
         f"INSERT INTO {TABLE} (name, fingerprint) VALUES {rows} "
         "ON CONFLICT (name) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()"
-        f" WHERE {TABLE}.fingerprint <> EXCLUDED.fingerprint"  # the same keys: the table unchanged
-    )
+    )  # a new salt each time: the row is rewritten at each backup, its value still names the same key
     return f"{CREATE_SQL};\n{upsert};\n" if rows else f"{CREATE_SQL};\n"
 
 

@@ -266,9 +266,13 @@ def _check_n8n_key(ctx: BackupContext, settings: Settings) -> None:
 
 
 def _check_key_table(ctx: BackupContext, settings: Settings) -> None:
-    """Raise KeyMismatch if the restored ops_key_guard table records other keys than vps.env's; else record them."""
+    """Raise KeyMismatch if the restored ops_key_guard table records other keys than vps.env's; else record
+    those it does not name yet (the rows it has stay as restored: their salted fingerprints still match)."""
     psql = ctx.postgres.psql()
+    recorded: dict[str, str] = {}
     if psql.query(keyguard.EXISTS_SQL) == [["t"]]:
         recorded = {row[0]: row[1] for row in psql.query(keyguard.READ_SQL)}
         keyguard.check(recorded, settings.env, "the restored Postgres (table ops_key_guard)")
-    psql.query(keyguard.record_sql(settings.env))
+    missing = {name: value for name, value in settings.env.items() if name in keyguard.KEYS and name not in recorded}
+    if missing:
+        psql.query(keyguard.record_sql(missing))

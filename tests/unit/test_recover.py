@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import os
 import stat
@@ -31,9 +33,25 @@ def test_a_fingerprint_names_a_key_without_holding_it() -> None:
     prints = keyguard.fingerprints({**KEYS, "OTHER": "x"})
     assert set(prints) == set(KEYS)
     for name, value in KEYS.items():
-        assert prints[name] == keyguard.fingerprint(value) and len(prints[name]) == 16
-        assert prints[name] not in value and value not in keyguard.record_sql(KEYS)
-    assert keyguard.fingerprint("a" * 64) != keyguard.fingerprint("a" * 63 + "b")
+        assert keyguard.matches(prints[name], value) and not keyguard.matches(prints[name], value + "x")
+        assert value not in prints[name] and value not in keyguard.record_sql(KEYS)
+    assert keyguard.differing(prints, KEYS) == []
+
+
+def test_a_fingerprint_of_a_weak_key_cannot_be_looked_up_or_tested_with_a_fast_hash() -> None:
+    # the manifest holding the fingerprints is stored in clear: whoever reads the bucket may try guesses
+    weak = "summer2026"
+    fast = hmac.new(keyguard.LABEL, weak.encode(), hashlib.sha256).hexdigest()
+    first, second = keyguard.fingerprint(weak), keyguard.fingerprint(weak)
+    assert first != second  # salted: no table of guesses made once serves every install
+    assert fast[:16] not in first and keyguard.matches(first, weak) and keyguard.matches(second, weak)
+
+
+def test_fingerprints_recorded_before_the_salt_still_name_their_key() -> None:
+    legacy = hmac.new(keyguard.LABEL, KEYS["N8N_ENCRYPTION_KEY"].encode(), hashlib.sha256).hexdigest()[:16]
+    assert keyguard.differing({"N8N_ENCRYPTION_KEY": legacy}, KEYS) == []
+    assert keyguard.differing({"N8N_ENCRYPTION_KEY": legacy}, {**KEYS, "N8N_ENCRYPTION_KEY": "f" * 64}) == ["N8N_ENCRYPTION_KEY"]
+    assert keyguard.differing({"N8N_ENCRYPTION_KEY": "'; DROP TABLE x; --"}, KEYS) == ["N8N_ENCRYPTION_KEY"]
 
 
 @pytest.mark.parametrize(
