@@ -304,12 +304,21 @@ def _move(
     report.steps.append(f"dumped {len(before)} databases ({sum(len(t) for t in before.values())} tables) to {directory.name}")
     row.step = f"stopping PostgreSQL {plan.old_major}"
     old.stop()
+    created = False
     try:
         row.step = f"copying the old cluster to the volume {keep}"
+        if docker.ok("volume", "inspect", keep):  # `volume create` would reuse it silently
+            raise UpgradeError(f"a volume {keep} exists already: nothing was changed; run the command again")
         docker.run("volume", "create", keep)
-        docker.run(*_both(plan.new_image, plan.volume, keep, "cp -a /from/. /to/"), timeout=3600)
+        created = True
+        # compared byte for byte before the original is emptied (diff is in Debian's essential set)
+        copy_and_compare = "cp -a /from/. /to/ && diff -r --no-dereference /from /to >/dev/null"
+        docker.run(*_both(plan.new_image, plan.volume, keep, copy_and_compare), timeout=3600)
     except BaseException:
         with shielded():  # nothing changed: the old server again, for the journal and the lock
+            if created:  # a partial copy would hold the space a full disk needs back
+                with contextlib.suppress(OpsError):
+                    docker.run("volume", "rm", keep)
             old.start()
         raise
     report.kept_volume = keep
