@@ -101,6 +101,16 @@ def _take_pending() -> int | None:
     return signum
 
 
+def in_shield() -> bool:
+    """Return whether a shielded() block runs: the programs it starts get a session of their own.
+
+    A terminal's Ctrl-C and a dropped ssh's SIGHUP go to the whole process group; a rollback's
+    pg_restore or `docker compose up` killed by them halfway would leave the data dropped and not
+    restored. In a new session they finish, and the shield raises the signal after.
+    """
+    return _state.shield > 0
+
+
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """Let the block finish (restoring a key, releasing a lock); raise a signal received meanwhile at its end.

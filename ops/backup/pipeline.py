@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ops.errors import OpsError
+from ops.interrupts import in_shield
 
 CHUNK = 1 << 20
 
@@ -122,6 +123,7 @@ def stream(
                     stdout=subprocess.PIPE,
                     stderr=err,
                     env={**os.environ, **dict(command.env)} if command.env else None,
+                    start_new_session=in_shield(),  # a rollback's restore finishes through a Ctrl-C
                 )
             except OSError as exc:
                 raise PipelineError(f"cannot start {command.name}: {exc}") from exc

@@ -20,6 +20,7 @@ from typing import IO, Any
 from ops import tools
 from ops.config import Settings
 from ops.errors import ServiceError
+from ops.interrupts import in_shield
 
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect", "connection refused", "dial-stdio")
 
@@ -99,6 +100,7 @@ class Compose:
                 timeout=timeout,
                 env=self._env(),
                 stdin=None if input is not None else subprocess.DEVNULL,
+                start_new_session=in_shield(),  # a rollback's compose up finishes through a Ctrl-C
             )
         except subprocess.TimeoutExpired as exc:
             raise self._timeout(args, timeout) from exc
@@ -119,6 +121,7 @@ class Compose:
                 stderr=subprocess.PIPE,
                 timeout=timeout,
                 env=self._env(),
+                start_new_session=in_shield(),
             )
         except subprocess.TimeoutExpired as exc:
             raise self._timeout(args, timeout) from exc

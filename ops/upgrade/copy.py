@@ -25,6 +25,7 @@ from ops.backup.context import PostgresAccess
 from ops.backup.pipeline import Command, stream
 from ops.backup.sources.postgres import fingerprints
 from ops.errors import ServiceError
+from ops.interrupts import in_shield
 from ops.runtime.compose import Compose
 from ops.slices.engine import _private_dir, _private_text
 
@@ -55,6 +56,7 @@ class DockerCli:
                 stderr=subprocess.PIPE,
                 env={**os.environ, **dict(self.env)},
                 timeout=timeout,
+                start_new_session=in_shield(),  # a rollback's docker run finishes through a Ctrl-C
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ServiceError(f"docker {' '.join(args[:2])} failed: {exc}") from exc

@@ -45,7 +45,7 @@ from ops.errors import ConfigError, OpsError, ServiceError
 from ops.files import read_text
 from ops.images import _replace_file
 from ops.images.reference import parse_reference
-from ops.interrupts import Interrupted, shielded, signals_as_exceptions
+from ops.interrupts import Interrupted, in_shield, shielded, signals_as_exceptions
 from ops.journal import Journal, Lock, LockError, Psql, lock_holder
 from ops.local.processes import wait_until
 from ops.runtime import docker as docker_sdk
@@ -394,7 +394,7 @@ def _restore_dumpall(ctx: Context, dump: Path) -> None:
     env = {**os.environ, **({"DOCKER_HOST": ctx.compose.docker_host} if ctx.compose.docker_host else {})}
     with dump.open("rb") as source:
         try:
-            proc = subprocess.run(argv, stdin=source, capture_output=True, env=env, timeout=3600)
+            proc = subprocess.run(argv, stdin=source, capture_output=True, env=env, timeout=3600, start_new_session=in_shield())
         except subprocess.TimeoutExpired as exc:
             raise ServiceError("restoring the dump did not finish within 3600 s") from exc
     stderr = proc.stderr.decode(errors="replace")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +16,7 @@ import pytest
 
 from ops.backup.pipeline import Command, DeadlineExceeded, PipelineError, stream
 from ops.local.processes import wait_until
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 DATA = bytes(range(256)) * 40_000  # ~10 MB
@@ -96,3 +101,32 @@ def test_a_python_producer_stuck_on_its_input_is_stopped_at_the_deadline() -> No
 def test_a_pipeline_that_ends_before_its_deadline_is_untouched() -> None:
     result = stream(Command(("printf", "abc")), [Command(("cat",))], deadline=time.monotonic() + 600)
     assert result.size == 3
+
+
+ROLLBACK_STEP = """
+import sys
+from ops.backup.pipeline import Command, stream
+from ops.interrupts import Interrupted, shielded, signals_as_exceptions
+
+out = bytearray()
+try:
+    with signals_as_exceptions(), shielded():  # a rollback's restore
+        print("started", flush=True)
+        stream(Command(("sh", "-c", "sleep 1; printf restored")), [], out.extend)
+except Interrupted as exc:
+    print(f"{out.decode()} then {exc}", flush=True)
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_a_ctrl_c_at_the_terminal_does_not_kill_a_shielded_step_halfway() -> None:
+    # a terminal's Ctrl-C goes to the whole foreground process group, children too: a rollback's
+    # pg_restore killed after its DROP DATABASE would leave the data neither new nor restored
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ROLLBACK_STEP], stdout=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # the group, as the terminal sends it
+    out, _ = proc.communicate(timeout=30)
+    assert out.strip() == "restored then interrupted by SIGINT" and proc.returncode == 128 + signal.SIGINT
