@@ -151,9 +151,17 @@ def setting_problems(env: dict[str, str], profiles: tuple[str, ...]) -> list[str
     return problems
 
 
+def _fresh(make: Callable[[], str]) -> str:
+    # a random value may, rarely (about 1 in 10^6 for token_urlsafe), start with "todo" or hold "-xxxx":
+    # doctor would then refuse the value init just wrote, so draw again
+    while is_placeholder(value := make()):
+        pass
+    return value
+
+
 def generate_secrets() -> dict[str, str]:
-    """Return a fresh value for every generated and derived secret."""
-    values = {name: make() for name, make in GENERATED.items()}
+    """Return a fresh value for every generated and derived secret, none of which reads as a placeholder."""
+    values = {name: _fresh(make) for name, make in GENERATED.items()}
     for name, (source, derive) in DERIVED.items():
         values[name] = derive(values[source])
     return values

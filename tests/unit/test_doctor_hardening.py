@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from ops import secrets as secrets_module
 from ops.config import load_settings
 from ops.doctor import run_doctor
 from ops.profiles import enable_events_when_ready, enable_profile
@@ -359,6 +360,13 @@ def test_real_looking_values_are_not_placeholders(value: str) -> None:
 def test_generated_secrets_are_never_placeholders() -> None:
     for _ in range(50):
         assert [name for name, value in generate_secrets().items() if is_placeholder(value)] == []
+
+
+def test_a_random_value_that_reads_as_a_placeholder_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # token_urlsafe can, rarely, start with "todo": doctor would refuse the value init had just written
+    draws = iter(["TodoK3v9-Qm2xLp7Zr4Wn8Ys", "-xxxxK3v9Qm2xLp7Zr4Wn8Ys", "K3v9-Qm2xLp7Zr4Wn8YsTodo"])
+    monkeypatch.setitem(secrets_module.GENERATED, "BASIC_AUTH_PASSWORD", lambda: next(draws))
+    assert generate_secrets()["BASIC_AUTH_PASSWORD"] == "K3v9-Qm2xLp7Zr4Wn8YsTodo"
 
 
 CLOUD_KEYS = "LANGFUSE_PUBLIC_KEY=pk-lf-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081\nLANGFUSE_SECRET_KEY=sk-lf-9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
