@@ -32,7 +32,7 @@ from typing import Any
 from ops import keyguard
 from ops.backup import catalog
 from ops.backup.context import BackupContext, backup_context, with_identity
-from ops.backup.manifest import BackupNotFound, Manifest
+from ops.backup.manifest import BackupNotFound, Entry, Manifest
 from ops.backup.restore import feeder
 from ops.backup.sources import get_source
 from ops.backup.sources import postgres as postgres_source
@@ -101,7 +101,12 @@ def choose(ctx: BackupContext, backup_id: str | None) -> tuple[Manifest, Manifes
         main = good[-1]
     if "volumes" in main.held():
         return main, main
-    held = [r.manifest for r in runs if r.manifest and "volumes" in r.manifest.held()]
+    held = [  # the same rule as the main run: a pre-restore run holds what the operator rolled back
+        r.manifest
+        for r in runs
+        if r.manifest and r.manifest.status == "complete" and r.manifest.schedule != "pre-restore"
+        and "volumes" in r.manifest.held()
+    ]  # fmt: skip
     # the weekly run nearest in time: Sunday's 3:30 one is newer than that night's 2:00 daily, and the better match
     return main, min(held, key=lambda m: abs(m.created - main.created), default=None)
 
@@ -152,6 +157,9 @@ def run_recover(
     volume_entries = volumes_run.select("volumes") if volumes_run else []
     report.planned = [f"{e.source}/{e.name}" for e in [*secrets, *volume_entries, *entries]]
     if dry_run:
+        if settings.env_file_present:  # what a real run would refuse first
+            _require_empty(ctx)
+            _require_volume_targets(ctx, volume_entries)
         report.seconds = time.monotonic() - started
         return report
     deadline = time.monotonic() + ctx.deadline_seconds
@@ -168,6 +176,7 @@ def run_recover(
             settings.require_safe_secrets()
             ctx = with_identity(backup_context(settings), identity)
             _require_empty(ctx)  # again under the restored vps.env's COMPOSE_PROJECT_NAME
+            _require_volume_targets(ctx, volume_entries)
         except OpsError:
             if restored:  # ours, and the backup still has it
                 (settings.project_dir / ENV_FILE).unlink(missing_ok=True)
@@ -223,10 +232,39 @@ def _phase(report: RecoverReport, name: str) -> Iterator[list[str]]:
     except OpsError as exc:
         if isinstance(exc, keyguard.KeyMismatch | BackupNotFound) or name == "choose the backup":
             raise
-        raise type(exc)(f"recover failed at {name}: {exc}") from exc
+        exc.args = (f"recover failed at {name}: {exc}",)  # the same error (NotHealthy keeps its report)
+        raise
     finally:
         phase.seconds = time.monotonic() - clock
         report.phases.append(phase)
+
+
+def _require_volume_targets(ctx: BackupContext, entries: list[Entry]) -> None:
+    """Raise ConfigError if a volume the backup holds would not land in this compose project, or exists already.
+
+    The archive names the volume as it was at backup time (<project>_<volume>); restored under another
+    COMPOSE_PROJECT_NAME it would replace another stack's data (a recover test beside production).
+    """
+    prefix = f"{ctx.compose_project}_"
+    foreign = [e.meta.get("volume", "?") for e in entries if not str(e.meta.get("volume", "")).startswith(prefix)]
+    if foreign:
+        raise ConfigError(
+            f"the backup's volumes {', '.join(foreign)} do not belong to compose project {ctx.compose_project!r} "
+            f"({prefix}<volume>): set COMPOSE_PROJECT_NAME in vps.env to the backup's project"
+        )
+    existing = [str(e.meta["volume"]) for e in entries if _volume_exists(ctx, str(e.meta["volume"]))]
+    if existing:
+        raise ConfigError(
+            f"this host is not empty: volume(s) {', '.join(existing)} exist already; ops recover restores onto an empty"
+            f" host (to start over: docker compose -p {ctx.compose_project} down --volumes)"
+        )
+
+
+def _volume_exists(ctx: BackupContext, volume: str) -> bool:
+    proc = subprocess.run(
+        [*ctx.docker, "volume", "inspect", volume], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    return proc.returncode == 0
 
 
 def _require_empty(ctx: BackupContext) -> None:
@@ -247,13 +285,15 @@ def _require_empty(ctx: BackupContext) -> None:
         raise ConfigError(
             f"this host is not empty: compose project {ctx.compose_project} has {', '.join(found[:6])}"
             f"{' ...' if len(found) > 6 else ''}; ops recover restores onto an empty host (to replace some data,"
-            " use ops backup restore --into live; to start over, docker compose down --volumes)"
+            f" use ops backup restore --into live; to start over, docker compose -p {ctx.compose_project} down --volumes)"
         )
 
 
 def _check_n8n_key(ctx: BackupContext, settings: Settings) -> None:
     """Raise KeyMismatch if n8n's settings file in the restored n8n-data volume holds another key than vps.env."""
     volume = f"{ctx.compose_project}_{N8N_VOLUME}"
+    if not _volume_exists(ctx, volume):  # no backup of it: `docker run -v` would create it without compose's labels
+        return
     proc = subprocess.run(
         [*ctx.docker, "run", "--rm", "--network", "none", "-v", f"{volume}:/volume:ro", "--entrypoint", "cat",
          ctx.helper_image, f"/volume/{N8N_SETTINGS}"],

@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -71,9 +71,12 @@ def test_vps_env_is_backed_up_encrypted_with_its_keys_fingerprints_and_restores_
 
 def test_ops_state_is_backed_up_without_locks_partial_snapshots_or_restores(new_context: Callable[..., BackupContext]) -> None:
     ctx = new_context()
+    assert not ctx.codec.encrypted
     ops_dir = ctx.project_dir / ".ops"
     for name in ("changes/cr-7.json", "snapshots/a/state.json", "snapshots/b.partial/state.json", "slices.lock",
-                 "restore/git-x/HEAD", "events/queue.tmp", "applied/slice04/Caddyfile"):  # fmt: skip
+                 "restore/git-x/HEAD", "events/queue.tmp", "applied/slice04/Caddyfile",
+                 "upgrades/x/databases/n8n.dump",  # ops upgrade's local copies: the postgres source holds the data
+                 "applied/slice01/vps.env", "deployed/vps.env"):  # not encrypted here: secrets never in clear  # fmt: skip
         (ops_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (ops_dir / name).write_text(name)
 
@@ -161,12 +164,17 @@ def test_the_identity_copy_is_removed_when_the_command_is_stopped_by_a_signal(si
     assert not path.exists(), f"the identity stayed on the host in {path}"
 
 
-def _feed_tar(members: dict[str, bytes]) -> Callable[[Command], None]:
-    """Return a feed streaming a tar of members (name: bytes) into a command, as a restore's feeder does."""
+def _feed_tar(members: Mapping[str, bytes | Path]) -> Callable[[Command], None]:
+    """Return a feed streaming a tar of members (name: bytes, or a Path: a symlink to it) into a command, as a
+    restore's feeder does."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
+            if isinstance(data, Path):
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+                tar.addfile(info)
+                continue
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
 
@@ -188,3 +196,26 @@ def test_a_state_tar_writes_nothing_outside_ops(tmp_path: Path, into: str) -> No
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     where = "" if into == "live" else ".ops/restore/state-20261124T020000Z-daily/"
     assert written == [f"{where}.ops/changes/cr-7.json"]
+
+
+@pytest.mark.parametrize("into", ["live", "scratch"])
+def test_symlinks_in_a_state_tar_lead_nowhere(tmp_path: Path, into: str) -> None:
+    # ./.ops -> . would put the next members in the project; ./.ops/deployed -> elsewhere, ops deploy's writes there
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    ctx = cast(BackupContext, SimpleNamespace(project_dir=project))
+    entry = Entry("state", state.OBJECT, "b/20261124T020000Z-daily/state/ops.tar.zst", 1, "0" * 64, 0.1)
+    members: dict[str, bytes | Path] = {
+        "./.ops": Path("."),
+        "./.ops/compose.override.yaml": b"services: {}",
+        "./.ops/deployed": outside,
+        "./.ops/changes/cr-7.json": b"{}",
+    }
+
+    note = state.restore(ctx, entry, into, _feed_tar(members))
+
+    root = project / ".ops" if into == "live" else project / ".ops/restore/state-20261124T020000Z-daily/.ops"
+    assert not (project / "compose.override.yaml").exists() and list(outside.iterdir()) == []
+    assert [p for p in project.rglob("*") if p.is_symlink()] == [] and (root / "changes/cr-7.json").is_file()
+    assert "removed 1 symlink(s) the archive held: deployed" in note

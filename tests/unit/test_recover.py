@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -108,6 +108,18 @@ def run(days_ago: float, kind: str, sources: tuple[str, ...], failed: tuple[str,
         ([run(2, "daily", ("postgres",)), run(1, "daily", ("postgres", "qdrant"), failed=("qdrant",))], 0, None),  # partial
         ([run(9, "weekly", ("volumes",)), run(3, "daily", ("postgres",)), run(2.9, "weekly", ("volumes",))], 1, 2),  # nearest
         ([run(1, "manual", ("postgres", "volumes"))], 0, 0),
+        # the volumes the operator rolled back (a pre-restore run) are nearer in time, and still not taken
+        ([run(1.5, "weekly", ("volumes",)), run(1, "daily", ("postgres",)), run(0.8, "pre-restore", ("volumes",))], 1, 0),
+        # nor a partial run's volumes
+        (
+            [
+                run(3, "weekly", ("volumes",)),
+                run(1, "daily", ("postgres",)),
+                run(1.1, "weekly", ("volumes", "qdrant"), ("qdrant",)),
+            ],
+            1,
+            0,
+        ),
     ],
 )
 def test_recover_picks_the_newest_complete_backup_and_the_volumes_nearest_to_it(
@@ -171,11 +183,15 @@ def test_a_fresh_vps_env_over_a_backups_keys_is_refused_naming_them(project: Pat
     monkeypatch.setenv("OPS_BACKUP_BUCKET", "b")
     monkeypatch.setattr(recover, "backup_context", fake_context)
     monkeypatch.setattr(catalog, "runs", lambda ctx: [old])
+    asked: list[str] = []  # the host checks a real run makes first (Docker: tests/stack/test_recover_on_docker.py)
+    monkeypatch.setattr(recover, "_require_empty", lambda ctx: asked.append("empty"))
+    monkeypatch.setattr(recover, "_require_volume_targets", lambda ctx, entries: asked.append("volumes"))
     with pytest.raises(keyguard.KeyMismatch, match=r"^N8N_ENCRYPTION_KEY in vps.env is not the key the data in backup "):
         recover.run_recover(load_settings(project), dry_run=True)
+    assert asked == []  # the keys are refused before the host is asked
     (project / "vps.env").write_text("".join(f"{k}={v}\n" for k, v in KEYS.items()))
     report = recover.run_recover(load_settings(project), dry_run=True)  # the old keys: recover goes ahead
-    assert report.planned == ["secrets/secrets.x", "postgres/postgres.x"]
+    assert report.planned == ["secrets/secrets.x", "postgres/postgres.x"] and asked == ["empty", "volumes"]
 
 
 def fake_context(settings: Any) -> Any:
@@ -192,7 +208,7 @@ def fake_context(settings: Any) -> Any:
 def test_the_cli_wants_yes_when_the_identity_comes_on_stdin(project: Path) -> None:
     result = CliRunner().invoke(main, ["recover", "--identity", "-", "--project-dir", str(project)], input="x")
     assert result.exit_code == 2 and "--identity - reads stdin: add --yes" in result.output
-    assert os.path.exists(project / "vps.env.example")
+    assert not (project / "vps.env").exists()  # refused before anything was written
 
 
 def test_an_identity_on_stdin_is_never_written_to_disk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,3 +244,13 @@ def test_a_host_that_is_not_empty_is_refused_with_no_vps_env_left_behind(
     with pytest.raises(ConfigError, match="this host is not empty"):
         recover.run_recover(load_settings(project))
     assert not (project / "vps.env").exists()  # refused: nothing written
+
+
+def test_volumes_of_another_compose_project_are_refused_before_anything_is_written() -> None:
+    # a recover test in a second checkout (COMPOSE_PROJECT_NAME=drtest) beside production's aistack_* volumes
+    ctx = cast(BackupContext, SimpleNamespace(compose_project="drtest", docker=("docker",)))
+    entries = [Entry("volumes", "n8n-data", "b/r/volumes/n8n-data.tar.zst", 1, "0" * 64, 0.1, {"volume": "aistack_n8n-data"})]
+    with pytest.raises(
+        ConfigError, match=r"volumes aistack_n8n-data do not belong to compose project 'drtest' .*COMPOSE_PROJECT_NAME"
+    ):
+        recover._require_volume_targets(ctx, entries)
