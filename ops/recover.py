@@ -89,12 +89,15 @@ def choose(ctx: BackupContext, backup_id: str | None) -> tuple[Manifest, Manifes
     runs = [r for r in catalog.runs(ctx) if r.manifest is not None]
     if backup_id is not None:
         main = catalog.load(ctx, backup_id)
+        listed = next((r for r in runs if r.run_id == backup_id), None)
+        if missing := _missing_objects(main, listed.objects if listed else []):
+            raise BackupNotFound(f"backup {backup_id} lacks objects its manifest lists: {', '.join(missing[:5])}")
     else:
         good = [
             r.manifest
             for r in runs
             if r.manifest and r.manifest.status == "complete" and r.manifest.schedule != "pre-restore"
-            and "postgres" in r.manifest.held()
+            and "postgres" in r.manifest.held() and not _missing_objects(r.manifest, r.objects)
         ]  # fmt: skip
         if not good:
             raise BackupNotFound(f"no complete backup with postgres in gs://{ctx.bucket.name}/{ctx.run_prefix()}")
@@ -105,10 +108,16 @@ def choose(ctx: BackupContext, backup_id: str | None) -> tuple[Manifest, Manifes
         r.manifest
         for r in runs
         if r.manifest and r.manifest.status == "complete" and r.manifest.schedule != "pre-restore"
-        and "volumes" in r.manifest.held()
+        and "volumes" in r.manifest.held() and not _missing_objects(r.manifest, r.objects)
     ]  # fmt: skip
     # the weekly run nearest in time: Sunday's 3:30 one is newer than that night's 2:00 daily, and the better match
     return main, min(held, key=lambda m: abs(m.created - main.created), default=None)
+
+
+def _missing_objects(manifest: Manifest, objects: list[str]) -> list[str]:
+    """Given a run's manifest and the objects the bucket lists for it, return those the manifest holds but the bucket lacks."""
+    listed = set(objects)
+    return [e.object for e in manifest.entries if e.source not in manifest.failed and e.object not in listed]
 
 
 def run_recover(

@@ -254,3 +254,16 @@ def test_volumes_of_another_compose_project_are_refused_before_anything_is_writt
         ConfigError, match=r"volumes aistack_n8n-data do not belong to compose project 'drtest' .*COMPOSE_PROJECT_NAME"
     ):
         recover._require_volume_targets(ctx, entries)
+
+
+def test_a_run_whose_objects_the_bucket_lacks_is_not_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an object deleted or lost since: found before anything is written, not after the volumes are
+    older, newer = run(2, "daily", ("postgres",)), run(1, "daily", ("postgres",))
+    newer.objects.clear()
+    monkeypatch.setattr(catalog, "runs", lambda ctx: [older, newer])
+    assert recover.choose(cast(BackupContext, Ctx()), None)[0].run_id == older.run_id
+    monkeypatch.setattr(catalog, "load", lambda ctx, run_id: newer.manifest)
+    with pytest.raises(
+        BackupNotFound, match=rf"backup {newer.run_id} lacks objects its manifest lists: b/{newer.run_id}/postgres"
+    ):
+        recover.choose(cast(BackupContext, Ctx()), newer.run_id)
