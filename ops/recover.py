@@ -204,7 +204,8 @@ def run_recover(
         pg_entries = sorted(manifest.select("postgres"), key=lambda e: e.meta.get("kind") != "roles")  # roles first
         for entry in pg_entries:
             notes.append(postgres_source.restore(ctx, entry, "live", feeder(ctx, manifest, entry, deadline)))
-        _check_key_table(ctx, settings)
+        if unverified := _check_key_table(ctx, settings):
+            notes.append(unverified)
 
     for source in ("qdrant", "git", "state"):
         chosen = manifest.select(source)
@@ -314,9 +315,13 @@ def _check_n8n_key(ctx: BackupContext, settings: Settings) -> None:
         keyguard.check(recorded, settings.env, f"n8n's settings file (volume {volume})")
 
 
-def _check_key_table(ctx: BackupContext, settings: Settings) -> None:
+def _check_key_table(ctx: BackupContext, settings: Settings) -> str:
     """Raise KeyMismatch if the restored ops_key_guard table records other keys than vps.env's; else record
-    those it does not name yet (the rows it has stay as restored: their salted fingerprints still match)."""
+    those it does not name yet (the rows it has stay as restored: their salted fingerprints still match).
+
+    Return a note naming the keys nothing could be compared with ("" when every key was), since those
+    are recorded as vps.env has them, unverified.
+    """
     psql = ctx.postgres.psql()
     recorded: dict[str, str] = {}
     if psql.query(keyguard.EXISTS_SQL) == [["t"]]:
@@ -325,3 +330,8 @@ def _check_key_table(ctx: BackupContext, settings: Settings) -> None:
     missing = {name: value for name, value in settings.env.items() if name in keyguard.KEYS and name not in recorded}
     if missing:
         psql.query(keyguard.record_sql(missing))
+        return (
+            f"{', '.join(sorted(missing))}: the backup recorded no fingerprint (made before the key guard), so"
+            " vps.env's value is taken unverified; check that stored credentials decrypt"
+        )
+    return ""

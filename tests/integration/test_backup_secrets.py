@@ -99,11 +99,16 @@ def test_the_keys_fingerprints_travel_in_the_dump_and_a_fresh_key_over_them_is_r
     tables = catalog.load(ctx, report.run_id).select("postgres", "postgres.dump")[0].meta["tables"]
     assert tables[f"public.{keyguard.TABLE}"][0] == "3"
     settings = load_settings(ctx.project_dir)
-    _check_key_table(ctx, settings)  # the same keys: nothing to say
+    assert _check_key_table(ctx, settings) == ""  # the same keys: nothing to say
     fresh = settings.env_file.read_text().replace(env["LITELLM_SALT_KEY"], "sk-" + "9" * 48)
     settings.env_file.write_text(fresh)
     with pytest.raises(keyguard.KeyMismatch, match=r"^LITELLM_SALT_KEY in vps.env is not the key .*\(table ops_key_guard\)"):
         _check_key_table(ctx, load_settings(ctx.project_dir))
+    # a dump from before the key guard: nothing to compare with, said so, and recorded for the next time
+    ctx.postgres.psql().query(f"DROP TABLE {keyguard.TABLE}")
+    note = _check_key_table(ctx, load_settings(ctx.project_dir))
+    assert note.startswith("LANGFUSE_ENCRYPTION_KEY, LITELLM_SALT_KEY, N8N_ENCRYPTION_KEY: the backup recorded no fingerprint")
+    assert _check_key_table(ctx, load_settings(ctx.project_dir)) == ""
 
 
 def test_slice_10_drills_an_encrypted_backup_with_the_identity_given_at_run_time(
