@@ -435,3 +435,42 @@ def test_drill_records_are_no_backups_and_prune_keeps_the_newest_passed_one(ctx:
     run_prune(ctx)
     assert sorted(o.name[len(folder) :] for o in ctx.bucket.list(folder)) == [names[0], names[2]]
     assert [r.run_id for r in catalog.runs(ctx)] == [fresh.run_id]
+
+
+def test_a_git_restore_that_fails_leaves_nothing_a_rerun_would_keep(tmp_path: Path) -> None:
+    # recover keeps a repository that exists: a half-cloned one from a failed try must not count as restored
+    from types import SimpleNamespace
+    from typing import cast
+
+    from ops.backup.manifest import Entry
+    from ops.backup.pipeline import Command
+    from ops.backup.sources import git as git_source
+
+    source = tmp_path / "source"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
+    subprocess.run(
+        ["git", "-C", str(source), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "a"],
+        check=True,
+    )
+    good = subprocess.run(["git", "-C", str(source), "bundle", "create", "-", "--all"], check=True, capture_output=True).stdout
+    repo = tmp_path / "truth"
+    ctx = cast(BackupContext, SimpleNamespace(git_repo=repo, project_dir=tmp_path))
+    entry = Entry("git", "repo.bundle", "b/20261124T020000Z-daily/git/repo.bundle.zst", 1, "0" * 64, 0.1, {"refs": 1})
+
+    def feeding(data: bytes) -> Callable[[Command], None]:
+        def feed(command: Command) -> None:
+            subprocess.run(command.argv, input=data, check=True)
+
+        return feed
+
+    def cut(command: Command) -> None:  # the download or the decryption fails halfway
+        feeding(good[: len(good) // 2])(command)
+        raise OpsError("age: the stream was cut")
+
+    with pytest.raises(OpsError, match=r"cloning the bundle into .*truth failed"):
+        git_source.restore(ctx, entry, "live", feeding(good[: len(good) // 2]))  # a truncated bundle
+    with pytest.raises(OpsError, match="the stream was cut"):
+        git_source.restore(ctx, entry, "live", cut)
+    assert not repo.exists() and list(tmp_path.glob(".truth-restore.bundle")) == []  # no half-written bundle left
+    assert "restored into" in git_source.restore(ctx, entry, "live", feeding(good))
+    assert subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True).stdout == "a\n"

@@ -8,6 +8,7 @@ never touches the working repository.
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,12 +69,15 @@ def restore(ctx: BackupContext, entry: Entry, into: str, feed: Feed) -> str:
         raise ConfigError(f"{target} exists already: remove it or pick another backup")
     target.parent.mkdir(parents=True, exist_ok=True)
     bundle = target.parent / f"git-{run_id}.bundle"
-    feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
     try:
+        feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
         subprocess.run(["git", "clone", "--quiet", "--mirror", str(bundle), str(target)], check=True, capture_output=True)
         _git(target, "bundle", "verify", str(bundle))
-    except subprocess.CalledProcessError as exc:
-        raise OpsError(f"cloning the bundle failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+    except BaseException as exc:
+        shutil.rmtree(target, ignore_errors=True)  # a partial clone would block the next try ("exists already")
+        if isinstance(exc, subprocess.CalledProcessError):
+            raise OpsError(f"cloning the bundle failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+        raise
     finally:
         bundle.unlink(missing_ok=True)
     return f"repository restored as a mirror clone in {target}"
@@ -84,14 +88,20 @@ def _restore_new(ctx: BackupContext, entry: Entry, feed: Feed) -> str:
     repo = ctx.git_repo
     repo.parent.mkdir(parents=True, exist_ok=True)
     bundle = repo.parent / f".{repo.name}-restore.bundle"
-    feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
+    existed = repo.exists()  # empty (restore checked): a failure leaves it so, and a re-run restores it again
     try:
+        feed(Command(("dd", f"of={bundle}", "bs=1M", "status=none")))
         clone = ["git", "clone", "--quiet", "--origin", "ops-bundle", str(bundle), str(repo)]
         subprocess.run(clone, check=True, capture_output=True)
         _git(repo, "fetch", "--quiet", "--update-head-ok", str(bundle), "+refs/*:refs/*")
         _git(repo, "remote", "remove", "ops-bundle")  # the bundle file goes; the observer's remote is in vps.env
-    except subprocess.CalledProcessError as exc:
-        raise OpsError(f"cloning the bundle into {repo} failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+    except BaseException as exc:
+        shutil.rmtree(repo, ignore_errors=True)  # a partial repository would be "kept" by the next recover
+        if existed:
+            repo.mkdir()
+        if isinstance(exc, subprocess.CalledProcessError):
+            raise OpsError(f"cloning the bundle into {repo} failed: {exc.stderr.decode(errors='replace')[-300:]}") from exc
+        raise
     finally:
         bundle.unlink(missing_ok=True)
     return f"repository restored into {repo} ({entry.meta.get('refs', '?')} refs)"
