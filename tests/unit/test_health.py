@@ -276,3 +276,26 @@ def test_an_empty_name_or_login_for_caddy_is_that_lines_problem_naming_the_varia
 
     assert report.down == [service]
     assert report.results[0].detail.startswith(f"{variable} is empty: ")
+
+
+@pytest.mark.parametrize(
+    ("error", "detail"),
+    [  # libpq's own connect timeout and ours end at the same second: whichever comes first, one verdict
+        ('psql: error: connection to server at "127.0.0.1", port 5 failed: timeout expired', "no answer within 1 s ("),
+        ('psql: error: connection to server at "127.0.0.1", port 5 failed: Connection refused', "127.0.0.1:5: psql failed"),
+    ],
+)
+def test_a_postgres_that_does_not_answer_in_time_is_said_so_whoever_timed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str, detail: str
+) -> None:
+    from ops.errors import ServiceError
+    from ops.health.probes import postgres
+    from ops.journal import Psql
+
+    def refuse(self: Psql, sql: str, **params: str) -> list[list[str]]:
+        raise ServiceError(f"psql failed: {error}")
+
+    monkeypatch.setattr(Psql, "query", refuse)
+    settings = settings_with(tmp_path, OPS_POSTGRES_URL="postgresql://postgres:pw@127.0.0.1:5/postgres")
+    result = postgres.probe(settings, timeout=1)
+    assert not result.ok and result.detail.startswith(detail), result.detail

@@ -70,7 +70,9 @@ def probe(settings: Settings, timeout: float) -> ProbeResult:
         try:
             rows = psql.query("SELECT 1;")
         except ServiceError as exc:
-            if isinstance(exc.__cause__, subprocess.TimeoutExpired):
+            # PGCONNECT_TIMEOUT and our timeout end at the same second: on a loaded host psql's own
+            # "timeout expired" may come first; both say the server did not answer in time
+            if isinstance(exc.__cause__, subprocess.TimeoutExpired) or "timeout expired" in str(exc):
                 raise Down(f"no answer within {timeout:g} s ({how})") from None
             raise Down(f"{how}: {exc}") from None
         if rows != [["1"]]:
